@@ -1,0 +1,159 @@
+"""Reading diffusers/transformers checkpoint folders: safetensors only, memory-mapped.
+
+A component folder holds ``config.json`` and either one ``*.safetensors`` file or
+shards listed by a ``*.safetensors.index.json``. Every header is read and checked
+against the names and shapes a model expects before any tensor data is touched;
+tensors are then read one at a time from memory-mapped files.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_LIST_LIMIT = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder cannot be read: missing, pickled, truncated or not matching."""
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """Where one tensor's bytes lie."""
+
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute byte offset in the file
+    end: int
+
+
+def read_config(folder: str | Path) -> dict:
+    """``folder/config.json`` as a dict, or ``{}`` when there is none."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The safetensors files of a component folder, shards checked to exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"weights folder {folder} does not exist")
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if indexes:
+        weight_map = json.loads(indexes[0].read_text()).get("weight_map", {})
+        shards = sorted({folder / shard for shard in weight_map.values()})
+        missing = [s.name for s in shards if not s.is_file()]
+        if missing:
+            raise CheckpointError(f"{folder}: shard(s) {missing} listed in {indexes[0].name} "
+                                  f"are missing; download the complete checkpoint again")
+        return shards
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return files
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise CheckpointError(
+            f"{folder}: holds pickled weights {pickled}; only safetensors are read, because "
+            f"unpickling can run arbitrary code. Convert them once with "
+            f"`torch.load` + `safetensors.torch.save_file`, or use a safetensors checkpoint"
+        )
+    raise CheckpointError(f"{folder}: no *.safetensors weights found")
+
+
+def read_header(file: Path) -> dict[str, TensorRecord]:
+    """The tensor records of one safetensors file, checked against the file's size."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(f"{file}: truncated (no safetensors header)")
+        (length,) = struct.unpack("<Q", raw)
+        if 8 + length > size:
+            raise CheckpointError(f"{file}: truncated (header runs past the end of the file)")
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{file}: not a safetensors file (unreadable header)") from None
+    header.pop("__metadata__", None)
+    records = {}
+    for name, meta in header.items():
+        if meta["dtype"] not in _DTYPES:
+            raise CheckpointError(f"{file}: tensor {name!r} has unsupported dtype {meta['dtype']}")
+        begin, end = meta["data_offsets"]
+        records[name] = TensorRecord(file, meta["dtype"], tuple(meta["shape"]),
+                                     8 + length + begin, 8 + length + end)
+    last = max((r.end for r in records.values()), default=0)
+    if last > size:
+        raise CheckpointError(f"{file}: truncated ({size} bytes, tensors need {last}); "
+                              f"download it again")
+    return records
+
+
+class Checkpoint:
+    """The tensors of a component folder, indexed by name from the headers alone."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.records: dict[str, TensorRecord] = {}
+        for file in weight_files(self.folder):
+            self.records.update(read_header(file))
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: record.shape for name, record in self.records.items()}
+
+    def check(self, expected: Mapping[str, tuple[int, ...]], what: str = "model") -> None:
+        """Raise a ``CheckpointError`` listing missing, unexpected and mis-shaped tensors."""
+        missing = sorted(set(expected) - set(self.records))
+        unexpected = sorted(set(self.records) - set(expected))
+        misshaped = sorted(
+            f"{n}: checkpoint {self.records[n].shape}, {what} {tuple(expected[n])}"
+            for n in set(expected) & set(self.records)
+            if self.records[n].shape != tuple(expected[n])
+        )
+        problems = [(label, items) for label, items in
+                    [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)]
+                    if items]
+        if problems:
+            lines = [f"{self.folder}: the checkpoint does not fit the {what}'s config "
+                     f"(does config.json match the weights?)"]
+            for label, items in problems:
+                shown = "; ".join(items[:_LIST_LIMIT])
+                more = f" (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else ""
+                lines.append(f"  {label} ({len(items)}): {shown}{more}")
+            raise CheckpointError("\n".join(lines))
+
+    def read(self, name: str) -> np.ndarray:
+        """One tensor as a float32 (or integer/bool) array; bf16 widens to float32."""
+        record = self.records[name]
+        count = int(np.prod(record.shape, dtype=np.int64))
+        raw = np.memmap(record.file, dtype=_DTYPES[record.dtype], mode="r",
+                        offset=record.start, shape=(count,))
+        if record.dtype == "BF16":
+            array = (raw.astype(np.uint32) << 16).view(np.float32)
+        else:
+            array = np.array(raw)
+        return array.reshape(record.shape)
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every tensor, one at a time, file by file in storage order."""
+        for name in sorted(self.records, key=lambda n: (self.records[n].file, self.records[n].start)):
+            yield name, self.read(name)

@@ -1,0 +1,112 @@
+"""MindSpore building blocks that run on the CPU backend, with checkpoint parameter names.
+
+MindSpore's own ``nn.LayerNorm``/``nn.GroupNorm`` name their parameters
+``gamma``/``beta`` and several ``mint`` ops have no CPU kernel, so the norms
+here are written with elementary ops and keep PyTorch's ``weight``/``bias``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from mindspore import Parameter, Tensor, mint, nn, ops
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """GELU with the tanh approximation (``approximate="tanh"``)."""
+    return ops.gelu(x, approximate="tanh")
+
+
+def gelu(x: Tensor) -> Tensor:
+    """Exact GELU."""
+    return ops.gelu(x, approximate="none")
+
+
+def _ones(size: int) -> Parameter:
+    return Parameter(Tensor(np.ones(size, np.float32)))
+
+
+def _zeros(size: int) -> Parameter:
+    return Parameter(Tensor(np.zeros(size, np.float32)))
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last dim; ``weight``/``bias`` only if ``elementwise_affine``."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = _ones(dim) if elementwise_affine else None
+        self.bias = _zeros(dim) if elementwise_affine and bias else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        mean = x.mean(-1, keep_dims=True)
+        centred = x - mean
+        out = centred * ops.rsqrt((centred * centred).mean(-1, keep_dims=True) + self.eps)
+        if self.weight is not None:
+            out = out * self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+class RMSNorm(nn.Cell):
+    """RMSNorm over the last dim, computed in float32 and cast back."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = _ones(dim) if elementwise_affine else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        out = x32 * ops.rsqrt((x32 * x32).mean(-1, keep_dims=True) + self.eps)
+        if self.weight is not None:
+            out = out * self.weight.float()
+        return out.astype(dtype)
+
+
+class GroupNorm(nn.Cell):
+    """GroupNorm over dim 1 of ``[B, C, ...]`` with ``weight``/``bias`` of size C."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-6,
+                 affine: bool = True) -> None:
+        super().__init__()
+        self.num_groups, self.eps = num_groups, eps
+        self.weight = _ones(num_channels) if affine else None
+        self.bias = _zeros(num_channels) if affine else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        grouped = x.reshape(shape[0], self.num_groups, -1)
+        mean = grouped.mean(-1, keep_dims=True)
+        centred = grouped - mean
+        var = (centred * centred).mean(-1, keep_dims=True)
+        out = (centred * ops.rsqrt(var + self.eps)).reshape(shape)
+        if self.weight is not None:
+            affine_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+            out = out * self.weight.reshape(affine_shape) + self.bias.reshape(affine_shape)
+        return out
+
+
+def Linear(in_features: int, out_features: int, bias: bool = True) -> nn.Cell:  # noqa: N802
+    """A dense layer with PyTorch's ``weight [out, in]``/``bias`` names."""
+    return mint.nn.Linear(in_features, out_features, bias=bias)
+
+
+def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention on ``[B, H, L, D]``.
+
+    ``mask`` is boolean, broadcastable to ``[B, H, Lq, Lk]``, True where attending
+    is allowed. Computed in float32.
+    """
+    dtype = query.dtype
+    scale = 1.0 / math.sqrt(query.shape[-1])
+    scores = mint.matmul(query.float() * scale, key.float().swapaxes(-1, -2))
+    if mask is not None:
+        scores = ops.masked_fill(scores, ~mask, Tensor(float("-inf"), scores.dtype))
+    weights = mint.softmax(scores, -1)
+    return mint.matmul(weights, value.float()).astype(dtype)

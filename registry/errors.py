@@ -1,0 +1,49 @@
+"""Registry errors: each says what went wrong and what to do instead."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RegistryError(LookupError):
+    """Base of the registry's errors."""
+
+
+class UnknownKindError(RegistryError):
+    def __init__(self, kind: str, kinds: Iterable[str]):
+        super().__init__(f"unknown component kind {kind!r}; the kinds are: {', '.join(kinds)}")
+
+
+class UnknownComponentError(RegistryError):
+    """No component of that kind has that name; the message lists the closest names."""
+
+    def __init__(self, kind: str | None, name: str, known: Iterable[str]):
+        known = sorted(set(known))
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        where = f"{kind} " if kind else ""
+        if close:
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+        elif known:
+            hint = f"registered: {', '.join(known)}"
+        else:
+            hint = "none is registered (see `zoo plugins` for plugins that failed to load)"
+        super().__init__(f"no {where}component named {name!r}; {hint}")
+        self.suggestions = close
+
+
+class DuplicateComponentError(RegistryError):
+    def __init__(self, kind: str, name: str, first: str, second: str):
+        super().__init__(
+            f"{kind} {name!r} is registered by both plugin {first!r} and plugin {second!r}; "
+            f"uninstall one of them or rename the component"
+        )
+
+
+class IncompatiblePluginError(RegistryError):
+    def __init__(self, plugin: str, declared: str, ours: str):
+        super().__init__(
+            f"plugin {plugin!r} declares contract version {declared}, "
+            f"but this hunyuan-zoo provides contract version {ours}; "
+            f"upgrade the plugin (or hunyuan-zoo) so the major versions match"
+        )
