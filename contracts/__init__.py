@@ -7,7 +7,7 @@ from contracts.arrays import (
     check_latents,
     check_video,
 )
-from contracts.config import AutoencoderConfig, ComponentConfig
+from contracts.config import ComponentConfig
 from contracts.data import Schedule, TextEmbeddings
 from contracts.kinds import KINDS, PROTOCOLS, Autoencoder, Backbone, Encoder, Scheduler
 from contracts.spec import ComponentSpec, PipelineSpec
@@ -18,7 +18,6 @@ __all__ = [
     "KINDS",
     "PROTOCOLS",
     "Autoencoder",
-    "AutoencoderConfig",
     "Backbone",
     "ComponentConfig",
     "ComponentSpec",

@@ -28,12 +28,3 @@ class ComponentConfig(BaseModel):
             warnings.warn(f"{cls.__name__}: ignoring config.json keys {ignored}", stacklevel=2)
         return cls.model_validate({**known, **options})
 
-
-class AutoencoderConfig(ComponentConfig):
-    """What the pipeline and the contract kit need to know of any autoencoder."""
-
-    latent_channels: int = 16
-    spatial_compression: int = 8
-    temporal_compression: int = 4
-    scaling_factor: float = 1.0
-    causal: bool = False

@@ -1,14 +1,21 @@
 """The four component kinds and the ``Protocol`` each implementation satisfies.
 
 Every component is built as ``factory(config, weights)`` from its pydantic config
-(see ``contracts.config``) and an optional weights folder, and exchanges numpy
-arrays with the rest of the pipeline.
+(see ``contracts.config``) and an optional weights folder, keeps that config as
+``component.config``, and exchanges numpy arrays with the rest of the pipeline.
+
+What the pipeline and the contract kit read from a component's config:
+
+- backbone: ``in_channels``, ``text_embed_dim``, ``pooled_projection_dim``,
+  ``patch_size``, ``patch_size_t``, ``guidance_embeds`` (diffusers' names);
+- autoencoder: ``latent_channels``, ``spatial_compression``,
+  ``temporal_compression``, ``scaling_factor``, ``causal`` (fields or properties).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +28,8 @@ KINDS: tuple[str, ...] = ("encoder", "backbone", "autoencoder", "scheduler")
 class Encoder(Protocol):
     """Prompts to text embeddings."""
 
+    config: Any
+
     def encode(self, prompts: Sequence[str]) -> TextEmbeddings: ...
 
 
@@ -31,6 +40,8 @@ class Backbone(Protocol):
     ``timestep [B]`` is on the scheduler's 0..1000 scale; ``guidance [B]`` is the
     user's guidance scale (e.g. 6.0) for guidance-distilled models, else None.
     """
+
+    config: Any
 
     def __call__(
         self,
@@ -50,6 +61,8 @@ class Autoencoder(Protocol):
     ``spatial_compression``, ``temporal_compression`` and ``causal``.
     """
 
+    config: Any
+
     def encode(self, video: np.ndarray) -> np.ndarray: ...
 
     def decode(self, latents: np.ndarray) -> np.ndarray: ...
@@ -58,6 +71,8 @@ class Autoencoder(Protocol):
 @runtime_checkable
 class Scheduler(Protocol):
     """Turns velocities into a denoising trajectory; numpy in, numpy out."""
+
+    config: Any
 
     def schedule(self, num_inference_steps: int) -> Schedule: ...
 
