@@ -1,6 +1,7 @@
 """The plugin registry: hookspecs, entry-point discovery, lookup and listing."""
 
 from registry.errors import (
+    ComponentOptionsError,
     DuplicateComponentError,
     IncompatiblePluginError,
     RegistryError,
@@ -15,6 +16,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ComponentEntry",
     "ComponentInfo",
+    "ComponentOptionsError",
     "DuplicateComponentError",
     "IncompatiblePluginError",
     "PluginInfo",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from pydantic import ValidationError
+
 
 class RegistryError(LookupError):
     """Base of the registry's errors."""
@@ -30,6 +32,22 @@ class UnknownComponentError(RegistryError):
             hint = "none is registered (see `zoo plugins` for plugins that failed to load)"
         super().__init__(f"no {where}component named {name!r}; {hint}")
         self.suggestions = close
+
+
+class ComponentOptionsError(ValueError):
+    """Options a component does not have, or of the wrong type: one clause per problem."""
+
+    def __init__(self, kind: str, name: str, error: ValidationError, fields: list[str]):
+        clauses = []
+        for problem in error.errors():
+            option = ".".join(str(part) for part in problem["loc"]) or "options"
+            if problem["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(option, fields, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"options are: {', '.join(fields)}"
+                clauses.append(f"unknown option {option!r}; {hint}")
+            else:
+                clauses.append(f"option {option!r}: {problem['msg']} (got {problem.get('input')!r})")
+        super().__init__(f"{kind} {name!r}: " + "; ".join(clauses))
 
 
 class DuplicateComponentError(RegistryError):

@@ -6,10 +6,18 @@ import fnmatch
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from contracts import KINDS, ComponentConfig
-from registry.errors import DuplicateComponentError, UnknownComponentError, UnknownKindError
+from pydantic import ValidationError
+
+from contracts import KINDS, PROTOCOLS, ComponentConfig
+from registry.errors import (
+    ComponentOptionsError,
+    DuplicateComponentError,
+    UnknownComponentError,
+    UnknownKindError,
+)
 
 Factory = Callable[..., Any]
 
@@ -44,6 +52,21 @@ class ComponentEntry:
     @property
     def info(self) -> ComponentInfo:
         return ComponentInfo(self.kind, self.name, self.plugin, self.summary, self.aliases)
+
+    def create(self, weights: Path | None = None, saved: dict[str, Any] | None = None,
+               **options: Any) -> Any:
+        """Build the component: its config from a saved ``config.json`` dict overridden by
+        ``options`` (each bad option named), then ``factory(config, weights)``; the
+        result is checked against the kind's protocol."""
+        try:
+            config = self.config.from_saved(saved or {}, **options)
+        except ValidationError as exc:
+            raise ComponentOptionsError(self.kind, self.name, exc, list(self.config.model_fields)) from None
+        component = self.load_factory()(config, weights)
+        if not isinstance(component, PROTOCOLS[self.kind]):
+            raise TypeError(f"{self.kind} {self.name!r} from plugin {self.plugin!r} does not "
+                            f"implement the {self.kind} contract ({PROTOCOLS[self.kind].__name__})")
+        return component
 
     def load_factory(self) -> Factory:
         if not isinstance(self.factory, str):
