@@ -53,20 +53,27 @@ class ComponentEntry:
     def info(self) -> ComponentInfo:
         return ComponentInfo(self.kind, self.name, self.plugin, self.summary, self.aliases)
 
-    def create(self, weights: Path | None = None, saved: dict[str, Any] | None = None,
-               **options: Any) -> Any:
-        """Build the component: its config from a saved ``config.json`` dict overridden by
-        ``options`` (each bad option named), then ``factory(config, weights)``; the
-        result is checked against the kind's protocol."""
+    def configure(self, saved: dict[str, Any] | None = None, **options: Any) -> ComponentConfig:
+        """The component's config: a saved ``config.json`` dict overridden by ``options``.
+        Each unknown or ill-typed option is named in a ``ComponentOptionsError``."""
         try:
-            config = self.config.from_saved(saved or {}, **options)
+            return self.config.from_saved(saved or {}, **options)
         except ValidationError as exc:
-            raise ComponentOptionsError(self.kind, self.name, exc, list(self.config.model_fields)) from None
+            fields = list(self.config.model_fields)
+            raise ComponentOptionsError(self.kind, self.name, exc, fields) from None
+
+    def build(self, config: ComponentConfig, weights: Path | None = None) -> Any:
+        """``factory(config, weights)``, checked against the kind's protocol."""
         component = self.load_factory()(config, weights)
         if not isinstance(component, PROTOCOLS[self.kind]):
             raise TypeError(f"{self.kind} {self.name!r} from plugin {self.plugin!r} does not "
                             f"implement the {self.kind} contract ({PROTOCOLS[self.kind].__name__})")
         return component
+
+    def create(self, weights: Path | None = None, saved: dict[str, Any] | None = None,
+               **options: Any) -> Any:
+        """``build(configure(saved, **options), weights)``."""
+        return self.build(self.configure(saved, **options), weights)
 
     def load_factory(self) -> Factory:
         if not isinstance(self.factory, str):

@@ -40,11 +40,16 @@ class TensorRecord:
     end: int
 
 
+CONFIG_FILES = ("config.json", "scheduler_config.json")
+
+
 def read_config(folder: str | Path) -> dict:
-    """``folder/config.json`` as a dict, or ``{}`` when there is none."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
+    """``folder/config.json`` (or a scheduler's ``scheduler_config.json``) as a dict,
+    or ``{}`` when there is none."""
+    found = [Path(folder) / name for name in CONFIG_FILES if (Path(folder) / name).is_file()]
+    if not found:
         return {}
+    path = found[0]
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:

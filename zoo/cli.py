@@ -1,0 +1,99 @@
+"""The ``zoo`` command line: list, info, plugins (none of these imports MindSpore)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Sequence
+
+from contracts import KINDS
+from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
+
+
+def table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
+    """Left-aligned columns; the last column is not padded."""
+    rows = [list(map(str, header)), *[list(map(str, r)) for r in rows]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+             for r in rows]
+    return "\n".join(lines)
+
+
+def _type_name(annotation: object) -> str:
+    name = getattr(annotation, "__name__", None)
+    return name if name and not getattr(annotation, "__args__", None) else str(annotation).replace(
+        "typing.", "")
+
+
+def describe(entry: ComponentEntry) -> str:
+    lines = [f"{entry.kind} {entry.name}", f"  plugin:  {entry.plugin}", f"  summary: {entry.summary}"]
+    if entry.aliases:
+        lines.append(f"  aliases: {', '.join(entry.aliases)}")
+    fields = entry.config.model_fields
+    if fields:
+        rows = [(name, _type_name(f.annotation), repr(f.default), f.description or "")
+                for name, f in fields.items()]
+        lines += ["", "options:", table(rows, ("name", "type", "default", "description"))]
+    if entry.config.__doc__ and entry.config.__doc__ is not entry.config.__base__.__doc__:
+        lines += ["", inspect.cleandoc(entry.config.__doc__)]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    infos = default_registry().list(args.kind, args.pattern)
+    if not infos:
+        print("no components match" + (f" {args.pattern!r}" if args.pattern else ""))
+        return 1
+    print(table([(i.kind, i.name + (f" ({', '.join(i.aliases)})" if i.aliases else ""), i.plugin,
+                  i.summary) for i in infos], ("kind", "name", "plugin", "summary")))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    if args.kind:
+        entries = [registry.get(args.kind, args.name)]
+    else:
+        entries = registry.find(args.name)
+        if not entries:
+            raise UnknownComponentError(None, args.name, registry.names())
+    print("\n\n".join(describe(e) for e in entries))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = default_registry().plugins
+    rows = [(p.name, f"{p.package} {p.version}", p.contract or "-",
+             "ok: " + ", ".join(p.components) if p.ok else f"BROKEN: {p.error}") for p in plugins]
+    print(table(rows, ("plugin", "package", "contract", "status")))
+    return 0 if all(p.ok for p in plugins) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="zoo", description="HunyuanVideo components on MindSpore.")
+    sub = main.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="registered components")
+    p.add_argument("pattern", nargs="?", help="glob on the name, e.g. 'flow-*'")
+    p.add_argument("--kind", choices=KINDS)
+    p.set_defaults(run=cmd_list)
+    p = sub.add_parser("info", help="a component's summary and options")
+    p.add_argument("name")
+    p.add_argument("--kind", choices=KINDS)
+    p.set_defaults(run=cmd_info)
+    p = sub.add_parser("plugins", help="installed plugin packages, broken ones with their error")
+    p.set_defaults(run=cmd_plugins)
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (RegistryError, ValueError, FileNotFoundError) as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
