@@ -3,7 +3,6 @@
 import importlib.metadata
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from registry import (
     load_plugins,
 )
 from registry.plugins import ENTRY_POINT_GROUP
+from tests.packages import pip_install, write_package
 
 PLAIN_EULER = '''
 import numpy as np
@@ -59,35 +59,13 @@ PACKAGES = {
 }
 
 
-def write_package(root: Path, dist: str, source: str) -> Path:
-    module = dist.replace("-", "_")
-    folder = root / dist
-    (folder / module).mkdir(parents=True)
-    (folder / module / "__init__.py").write_text(source)
-    (folder / "pyproject.toml").write_text(textwrap.dedent(f"""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "{dist}"
-        version = "1.2.3"
-
-        [project.entry-points.{ENTRY_POINT_GROUP}]
-        {module} = "{module}"
-    """))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The test plugins, pip-installed into a target folder that is put on sys.path."""
     root = tmp_path_factory.mktemp("plugins")
     folders = [write_package(root / "src", dist, source) for dist, source in PACKAGES.items()]
     target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), *map(str, folders)],
-                   check=True)
+    pip_install(folders, target)
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))

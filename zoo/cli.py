@@ -1,14 +1,17 @@
-"""The ``zoo`` command line: list, info, plugins (none of these imports MindSpore)."""
+"""The ``zoo`` command line. ``list``, ``info`` and ``plugins`` never import MindSpore."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from contracts import KINDS
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
+from zoo.testkit.core import PROPERTIES
 
 
 def table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
@@ -70,6 +73,43 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0 if all(p.ok for p in plugins) else 1
 
 
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["shift=3", "spacing=diffusers"]`` -> ``{"shift": 3, "spacing": "diffusers"}``
+    (values are read as JSON where they parse, else kept as strings)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from hypothesis import settings
+
+    from zoo.components import load_component
+    from zoo.testkit import run_properties
+
+    options = parse_options(args.option)
+    default_registry().get(args.kind, args.name).configure(**options)  # names and options first
+    settings.register_profile("zoo-check", max_examples=args.examples, deadline=None)
+    settings.load_profile("zoo-check")
+    failed = 0
+    print(f"checking {args.kind} {args.name!r} against the {args.kind} contract")
+    for outcome in run_properties(args.kind,
+                                  lambda: load_component(args.kind, args.name, args.weights, **options)):
+        print(f"{'PASS' if outcome.passed else 'FAIL'}  {outcome.prop.id}: {outcome.prop.title}")
+        if not outcome.passed:
+            failed += 1
+            print(textwrap.indent(outcome.error, "      "))
+    print(f"{len(PROPERTIES[args.kind]) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="zoo", description="HunyuanVideo components on MindSpore.")
     sub = main.add_subparsers(dest="command", required=True)
@@ -81,6 +121,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--kind", choices=KINDS)
     p.set_defaults(run=cmd_info)
+    p = sub.add_parser("check", help="run the contract kit on a registered component")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("name")
+    p.add_argument("--weights", help="a weights folder for the component")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a component option (repeatable); values are read as JSON where they parse")
+    p.add_argument("--examples", type=int, default=20, help="hypothesis examples per property")
+    p.set_defaults(run=cmd_check)
     p = sub.add_parser("plugins", help="installed plugin packages, broken ones with their error")
     p.set_defaults(run=cmd_plugins)
     return main
