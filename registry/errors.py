@@ -20,7 +20,8 @@ class UnknownKindError(RegistryError):
 class UnknownComponentError(RegistryError):
     """No component of that kind has that name; the message lists the closest names."""
 
-    def __init__(self, kind: str | None, name: str, known: Iterable[str]):
+    def __init__(self, kind: str | None, name: str, known: Iterable[str], other_kinds: Iterable[str] = (),
+                 broken_plugins: int = 0):
         known = sorted(set(known))
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         where = f"{kind} " if kind else ""
@@ -30,6 +31,11 @@ class UnknownComponentError(RegistryError):
             hint = f"registered: {', '.join(known)}"
         else:
             hint = "none is registered (see `zoo plugins` for plugins that failed to load)"
+        other_kinds = list(other_kinds)
+        if other_kinds:
+            hint = f"{name!r} is a {' and a '.join(other_kinds)}, not a {kind}"
+        if broken_plugins:
+            hint += f" ({broken_plugins} plugin(s) failed to load; see `zoo plugins`)"
         super().__init__(f"no {where}component named {name!r}; {hint}")
         self.suggestions = close
 
@@ -60,8 +66,8 @@ class DuplicateComponentError(RegistryError):
 
 class IncompatiblePluginError(RegistryError):
     def __init__(self, plugin: str, declared: str, ours: str):
-        super().__init__(
-            f"plugin {plugin!r} declares contract version {declared}, "
-            f"but this hunyuan-zoo provides contract version {ours}; "
-            f"upgrade the plugin (or hunyuan-zoo) so the major versions match"
-        )
+        newer = tuple(map(int, declared.split("."))) > tuple(map(int, ours.split(".")))
+        fix = ("upgrade hunyuan-zoo to a release that provides it" if newer
+               else "upgrade the plugin to a release built for this contract")
+        super().__init__(f"plugin {plugin!r} declares contract version {declared}, but this hunyuan-zoo "
+                         f"provides contract version {ours}; {fix}")

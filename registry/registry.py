@@ -141,13 +141,17 @@ class Registry:
         check_kind(kind)
         entry = self._lookup(kind, name)
         if entry is None:
-            known = [n for k, n in [*self._entries, *self._aliases] if k == kind]
-            raise UnknownComponentError(kind, name, known)
+            raise UnknownComponentError(kind, name, self.names(kind), [e.kind for e in self.find(name)],
+                                        self.broken_plugins)
         return entry
 
     def find(self, name: str) -> list[ComponentEntry]:
         """Every entry called ``name`` (or aliased so), whatever its kind."""
         return [e for kind in KINDS if (e := self._lookup(kind, name)) is not None]
+
+    @property
+    def broken_plugins(self) -> int:
+        return sum(not p.ok for p in self.plugins)
 
     def names(self, kind: str | None = None) -> list[str]:
         return [n for k, n in [*self._entries, *self._aliases] if kind in (None, k)]

@@ -35,9 +35,15 @@ class BackwardsEuler:
         return sample - (schedule.sigmas[index + 1] - schedule.sigmas[index]) * velocity
 
 
+class NoWeightsArgument(BackwardsEuler):
+    def __init__(self, config):
+        self.config = config
+
+
 @hookimpl
 def register_components(registry):
     registry.register("scheduler", "backwards-euler", BackwardsEuler, summary="broken on purpose")
+    registry.register("scheduler", "cannot-build", NoWeightsArgument, summary="broken on purpose")
 '''
 
 
@@ -75,6 +81,12 @@ def test_zoo_check_fails_a_broken_plugin_with_the_property_and_an_example(site):
     assert "num_steps=1," in result.stdout  # the example hypothesis shrank it to
     assert "PASS  zero_velocity_is_identity" in result.stdout
     assert "3 passed, 1 failed" in result.stdout
+
+
+def test_zoo_check_reports_a_component_that_cannot_be_built_once(site):
+    result = run(site, "-m", "zoo.cli", "check", "scheduler", "cannot-build")
+    assert result.returncode == 1 and "PASS" not in result.stdout and "FAIL" not in result.stdout
+    assert "cannot build scheduler 'cannot-build': TypeError" in result.stderr
 
 
 def test_the_example_suite_runs_the_kit_through_the_pytest_plugin(site):

@@ -10,6 +10,7 @@ import pytest
 from contracts import CONTRACT_VERSION
 from registry import (
     DuplicateComponentError,
+    IncompatiblePluginError,
     Registry,
     UnknownComponentError,
     UnknownKindError,
@@ -117,7 +118,15 @@ def test_an_incompatible_contract_version_is_refused_with_both_versions(installe
     plugin = registry.plugins[0]
     assert "IncompatiblePluginError" in plugin.error
     assert "2.0" in plugin.error and CONTRACT_VERSION in plugin.error and "zoo_future_contract" in plugin.error
+    assert "upgrade hunyuan-zoo" in plugin.error
     assert registry.list() == []
+    with pytest.raises(UnknownComponentError, match=r"1 plugin\(s\) failed to load; see `zoo plugins`"):
+        registry.get("scheduler", "future-euler")
+
+
+def test_an_old_major_contract_version_asks_for_a_newer_plugin():
+    with pytest.raises(IncompatiblePluginError, match="upgrade the plugin"):
+        raise IncompatiblePluginError("old", "0.9", "1.0")
 
 
 def test_a_plugin_registering_an_unknown_kind_is_refused_whole(installed):
@@ -132,6 +141,8 @@ def test_unknown_names_suggest_the_closest():
         registry.get("scheduler", "flow-match-eular")
     with pytest.raises(UnknownComponentError, match="registered: "):
         registry.get("scheduler", "zzzzzz")
+    with pytest.raises(UnknownComponentError, match="'flow-match-heun' is a scheduler, not a backbone"):
+        registry.get("backbone", "flow-match-heun")
     with pytest.raises(UnknownKindError, match="the kinds are: encoder, backbone, autoencoder, scheduler"):
         registry.get("schedulers", "flow-match-euler")
 

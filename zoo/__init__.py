@@ -3,7 +3,8 @@
 from registry import ComponentOptionsError
 from zoo.assembly import assemble
 from zoo.components import list_components, load_component
-from zoo.pipeline import TextToVideoPipeline
+from zoo.export import export_video
+from zoo.pipeline import GenerationResult, TextToVideoPipeline
 
-__all__ = ["ComponentOptionsError", "TextToVideoPipeline", "assemble", "list_components",
-           "load_component"]
+__all__ = ["ComponentOptionsError", "GenerationResult", "TextToVideoPipeline", "assemble", "export_video",
+           "list_components", "load_component"]

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from contracts import KINDS
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
-from zoo.testkit.core import PROPERTIES
 
 
 def table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
@@ -44,13 +43,16 @@ def describe(entry: ComponentEntry) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    infos = default_registry().list(args.kind, args.pattern)
-    if not infos:
+    registry = default_registry()
+    infos = registry.list(args.kind, args.pattern)
+    if infos:
+        print(table([(i.kind, i.name + (f" ({', '.join(i.aliases)})" if i.aliases else ""), i.plugin,
+                      i.summary) for i in infos], ("kind", "name", "plugin", "summary")))
+    else:
         print("no components match" + (f" {args.pattern!r}" if args.pattern else ""))
-        return 1
-    print(table([(i.kind, i.name + (f" ({', '.join(i.aliases)})" if i.aliases else ""), i.plugin,
-                  i.summary) for i in infos], ("kind", "name", "plugin", "summary")))
-    return 0
+    if registry.broken_plugins:
+        print(f"({registry.broken_plugins} plugin(s) failed to load; see `zoo plugins`)", file=sys.stderr)
+    return 0 if infos else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -60,7 +62,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         entries = registry.find(args.name)
         if not entries:
-            raise UnknownComponentError(None, args.name, registry.names())
+            raise UnknownComponentError(None, args.name, registry.names(), broken_plugins=registry.broken_plugins)
     print("\n\n".join(describe(e) for e in entries))
     return 0
 
@@ -89,19 +91,30 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hypothesis import settings
+    from hypothesis import Phase, settings
 
     from zoo.components import load_component
-    from zoo.testkit import run_properties
+    from zoo.testkit import PROPERTIES, run_properties
 
     options = parse_options(args.option)
-    default_registry().get(args.kind, args.name).configure(**options)  # names and options first
-    settings.register_profile("zoo-check", max_examples=args.examples, deadline=None)
+
+    def make():
+        return load_component(args.kind, args.name, args.weights, **options)
+
+    try:
+        make()
+    except (RegistryError, ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's factory may raise anything
+        print(f"zoo: error: cannot build {args.kind} {args.name!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    settings.register_profile("zoo-check", max_examples=args.examples, deadline=None,
+                              phases=[p for p in Phase if p is not Phase.explain])
     settings.load_profile("zoo-check")
     failed = 0
     print(f"checking {args.kind} {args.name!r} against the {args.kind} contract")
-    for outcome in run_properties(args.kind,
-                                  lambda: load_component(args.kind, args.name, args.weights, **options)):
+    for outcome in run_properties(args.kind, make):
         print(f"{'PASS' if outcome.passed else 'FAIL'}  {outcome.prop.id}: {outcome.prop.title}")
         if not outcome.passed:
             failed += 1
@@ -141,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RegistryError, ValueError, FileNotFoundError) as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `zoo info x | head`: the reader has gone, which is fine
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

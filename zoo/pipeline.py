@@ -1,19 +1,131 @@
-"""The text-to-video pipeline: the four components and the denoising loop between them."""
+"""The text-to-video pipeline: the four components and the denoising loop between them.
+
+It follows diffusers' ``HunyuanVideoPipeline`` step for step (argument names,
+embedded guidance, true CFG with a negative prompt, the scaling factor applied
+before decoding, the frames' rounding), but talks to each component only through
+its contract, so any registered component of the right kind can stand in.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts import PipelineSpec
+import numpy as np
+from tqdm.auto import tqdm
+
+from contracts import PipelineSpec, TextEmbeddings, check_latents
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """``frames``: uint8 ``[B, F, H, W, 3]``; ``latents``: the denoised latents, unscaled."""
+
+    frames: np.ndarray
+    latents: np.ndarray
+
+
+def video_to_frames(video: np.ndarray) -> np.ndarray:
+    """``[B, 3, F, H, W]`` in [-1, 1] -> uint8 ``[B, F, H, W, 3]``, rounded as diffusers does."""
+    unit = np.clip(video / 2 + 0.5, 0.0, 1.0)
+    return np.round(unit.transpose(0, 2, 3, 4, 1) * 255).astype(np.uint8)
+
+
+def as_prompts(prompt: str | Sequence[str], what: str = "prompt") -> list[str]:
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, Sequence) else None
+    if prompts is None or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"{what} must be a string or a list of strings, got {prompt!r}")
+    if what == "prompt" and not all(p.strip() for p in prompts):
+        raise ValueError("prompt is empty; describe the video to generate")
+    return prompts
 
 
 @dataclass
 class TextToVideoPipeline:
-    """The assembled components, each reachable by its kind."""
+    """The assembled components, each reachable by its kind; call it to generate."""
 
     spec: PipelineSpec
     encoder: Any
     backbone: Any
     autoencoder: Any
     scheduler: Any
+
+    def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        ae = self.autoencoder.config
+        return (batch, self.backbone.config.in_channels, (num_frames - 1) // ae.temporal_compression + 1,
+                height // ae.spatial_compression, width // ae.spatial_compression)
+
+    def check_inputs(self, num_frames: int, height: int, width: int, num_inference_steps: int) -> None:
+        """Refuse what the components cannot take, before any heavy work."""
+        temporal = self.autoencoder.config.temporal_compression
+        if num_frames < 1 or (num_frames - 1) % temporal:
+            near = max(1, round((num_frames - 1) / temporal)) * temporal + 1
+            raise ValueError(f"num_frames must be {temporal}k+1 (1, {temporal + 1}, {2 * temporal + 1}, ...), "
+                             f"got {num_frames}; try {near}")
+        for name, value in (("height", height), ("width", width)):
+            if value < 16 or value % 16:
+                raise ValueError(f"{name} must be a positive multiple of 16, got {value}; "
+                                 f"try {max(16, round(value / 16) * 16)}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+
+    def encode(self, prompts: list[str], copies: int, prompt_template: dict | None,
+               max_sequence_length: int | None) -> TextEmbeddings:
+        options = {k: v for k, v in (("prompt_template", prompt_template),
+                                     ("max_sequence_length", max_sequence_length)) if v is not None}
+        text = self.encoder.encode(prompts, **options)
+        return text.select(np.repeat(np.arange(text.batch_size), copies))
+
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | Sequence[str] | None = None,
+        height: int = 720,
+        width: int = 1280,
+        num_frames: int = 129,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 6.0,
+        true_cfg_scale: float = 1.0,
+        seed: int | None = None,
+        latents: np.ndarray | None = None,
+        prompt_template: dict | None = None,
+        max_sequence_length: int | None = None,
+        num_videos_per_prompt: int = 1,
+        progress: bool = True,
+    ) -> GenerationResult:
+        prompts = as_prompts(prompt)
+        self.check_inputs(num_frames, height, width, num_inference_steps)
+        batch = len(prompts) * num_videos_per_prompt
+        negatives = None
+        if negative_prompt is not None and true_cfg_scale > 1:
+            negatives = as_prompts(negative_prompt, "negative_prompt")
+            negatives = negatives * len(prompts) if len(negatives) == 1 else negatives
+            if len(negatives) != len(prompts):
+                raise ValueError(f"negative_prompt: {len(negatives)} prompts for {len(prompts)} prompts")
+        shape = self.latent_shape(batch, num_frames, height, width)
+        if latents is None:
+            latents = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        latents = check_latents(latents)
+        if latents.shape != shape:
+            raise ValueError(f"latents: expected shape {shape} for {batch} video(s) of {num_frames} frames "
+                             f"at {height}x{width}, got {tuple(latents.shape)}")
+
+        text = self.encode(prompts, num_videos_per_prompt, prompt_template, max_sequence_length)
+        negative_text = None if negatives is None else self.encode(
+            negatives, num_videos_per_prompt, prompt_template, max_sequence_length)
+        guidance = np.full((batch,), guidance_scale, np.float32) if self.backbone.config.guidance_embeds else None
+
+        schedule = self.scheduler.schedule(num_inference_steps)
+        for index in tqdm(range(len(schedule)), desc="denoising", disable=not progress):
+            timestep = np.full((batch,), schedule.timesteps[index], np.float32)
+            velocity = self.backbone(latents, timestep, text, guidance)
+            if negative_text is not None:
+                unconditional = self.backbone(latents, timestep, negative_text, guidance)
+                velocity = unconditional + true_cfg_scale * (velocity - unconditional)
+            latents = self.scheduler.step(velocity, schedule, index, latents)
+
+        scaled = latents / np.float32(self.autoencoder.config.scaling_factor)
+        videos = [self.autoencoder.decode(scaled[i:i + 1])
+                  for i in tqdm(range(batch), desc="decoding", disable=not progress)]
+        return GenerationResult(frames=video_to_frames(np.concatenate(videos)), latents=latents)

@@ -15,14 +15,15 @@ its registered name, and ``weights=`` and options as ``load_component`` does.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from zoo.testkit import Make, properties
 
 MARKER = "zoo_component"
 
 settings.register_profile("zoo-ci", max_examples=10, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow],
+                          phases=[p for p in Phase if p is not Phase.explain])
 
 
 def pytest_configure(config: pytest.Config) -> None:
