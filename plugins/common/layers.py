@@ -106,7 +106,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
     dtype = query.dtype
     scale = 1.0 / math.sqrt(query.shape[-1])
     scores = mint.matmul(query.float() * scale, key.float().swapaxes(-1, -2))
-    if mask is not None:
-        scores = ops.masked_fill(scores, ~mask, Tensor(float("-inf"), scores.dtype))
+    if mask is not None:  # the lowest finite value, not -inf: a fully masked row stays finite (uniform)
+        scores = ops.masked_fill(scores, ~mask, Tensor(float(np.finfo(np.float32).min), scores.dtype))
     weights = mint.softmax(scores, -1)
     return mint.matmul(weights, value.float()).astype(dtype)
