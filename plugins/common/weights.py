@@ -1,10 +1,11 @@
-"""Loading a checkpoint folder into a MindSpore ``Cell`` whose parameter names match it."""
+"""Loading a checkpoint folder into a MindSpore ``Cell`` whose parameter names match it, and back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn
 
 from plugins.common.checkpoint import Checkpoint
@@ -32,3 +33,31 @@ def load_weights(cell: nn.Cell, folder: str | Path, what: str = "model") -> None
     for name, array in checkpoint.tensors():
         param = params[name]
         param.set_data(ms.Tensor(array, dtype=param.dtype))
+
+
+def seed_parameters(cell: nn.Cell, seed: int) -> None:
+    """Redraw ``cell``'s randomly initialised parameters from ``seed``, each with the mean and
+    spread its initialiser gave it; constant ones (norm weights, zero biases) stay as they are.
+
+    MindSpore's initialisers are not seedable per model; this makes "random weights"
+    reproducible, for a preset or a test, without changing their scale.
+    """
+    rng = np.random.default_rng(seed)
+    for _, param in sorted(cell.parameters_and_names(), key=lambda item: item[0]):
+        values = param.float().asnumpy()
+        spread = float(values.std())
+        if spread == 0.0:
+            continue
+        drawn = rng.standard_normal(param.shape).astype(np.float32) * np.float32(spread) + values.mean()
+        param.set_data(ms.Tensor(drawn, dtype=param.dtype))
+
+
+def save_weights(cell: nn.Cell, folder: str | Path, filename: str = "model.safetensors") -> Path:
+    """Write ``cell``'s parameters to ``folder/filename`` (float32 safetensors, checkpoint names)."""
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: np.ascontiguousarray(param.float().asnumpy()) for name, param in cell.parameters_and_names()}
+    save_file(tensors, str(folder / filename))
+    return folder / filename

@@ -11,6 +11,7 @@ from transformers import CLIPTextConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
 from plugins.common.checkpoint import Checkpoint
+from plugins.common.runtime import dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.clip import CLIPTextModel, CLIPTextTransformer, pooled_positions
 from plugins.hunyuanvideo_text.config import ClipEncoderConfig
@@ -26,6 +27,7 @@ class ClipTextEncoder:
 
     def __init__(self, config: ClipEncoderConfig, tokenizer: PreTrainedTokenizerBase,
                  model_config: CLIPTextConfig, model_folder: Path | None = None) -> None:
+        dispatch_synchronously_on_cpu()
         self.config, self.tokenizer, self.model_config = config, tokenizer, model_config
         if config.max_sequence_length > model_config.max_position_embeddings:
             raise ValueError(f"hunyuanvideo-clip: max_sequence_length={config.max_sequence_length} exceeds "

@@ -11,6 +11,7 @@ from mindspore import Tensor
 from transformers import LlamaConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
+from plugins.common.runtime import dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights, ms_dtype
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from plugins.hunyuanvideo_text.layers import randomize
@@ -36,6 +37,7 @@ class LlamaTextEncoder:
 
     def __init__(self, config: LlamaEncoderConfig, tokenizer: PreTrainedTokenizerBase,
                  model_config: LlamaConfig, model_folder: Path | None = None) -> None:
+        dispatch_synchronously_on_cpu()
         self.config, self.tokenizer, self.model_config = config, tokenizer, model_config
         self.index = model_config.num_hidden_layers - config.num_hidden_layers_to_skip
         if self.index < 0:

@@ -20,8 +20,9 @@ def timestep_sinusoids(values: np.ndarray, channels: int = TIMESTEP_CHANNELS,
     """``[B]`` -> ``[B, channels]``: ``cos`` then ``sin`` of ``value * max_period**(-k/half)``."""
     half = channels // 2
     exponent = np.float32(-math.log(max_period)) * np.arange(half, dtype=np.float32) / np.float32(half)
-    angles = values.astype(np.float32)[:, None] * np.exp(exponent)[None, :]
-    return np.concatenate([np.cos(angles), np.sin(angles)], axis=-1)
+    freqs = np.exp(exponent.astype(np.float64)).astype(np.float32)  # rounded as torch's exp rounds
+    angles = (values.astype(np.float32)[:, None] * freqs[None, :]).astype(np.float64)
+    return np.concatenate([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,116 @@
+"""The three attentions of the transformer, named as diffusers' ``Attention`` modules.
+
+Tensors are ``[B, S, H*D]`` between cells and ``[B, S, H, D]`` while heads are
+split. The rotary embedding comes as ``cos``/``sin`` tables covering the whole
+joint sequence: text rows are ``cos = 1, sin = 0``, so it leaves text tokens as
+they are without slicing the sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mindspore import Tensor, mint, nn, ops
+
+from plugins.common.layers import Linear, RMSNorm, attention
+
+
+def pair_swap(head_dim: int) -> Tensor:
+    """The channel order ``1, 0, 3, 2, ...`` that swaps each adjacent pair of a head."""
+    order = np.arange(head_dim).reshape(-1, 2)[:, ::-1].reshape(-1)
+    return Tensor(order.astype(np.int32))
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, swap: Tensor) -> Tensor:
+    """Rotate each adjacent channel pair ``(a, b)`` of ``x [B, S, H, D]`` by its angle.
+
+    ``sin`` carries the pair's signs (``-sin`` on even channels), so the rotation is
+    ``x * cos + x[..., swap] * sin`` with ``swap = pair_swap(D)``; the tables have
+    ``x``'s shape. (A gather is several times faster than a flip or a stack on CPU.)
+    """
+    return x * cos + ops.gather(x, swap, 3) * sin
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    """``[B, H, S, D]`` -> ``[B, S, H*D]``."""
+    batch, heads, length, dim = x.shape
+    return x.swapaxes(1, 2).reshape(batch, length, heads * dim)
+
+
+class _Heads(nn.Cell):
+    """``to_q``/``to_k``/``to_v`` with optional RMS norms of query and key per head."""
+
+    def __init__(self, heads: int, head_dim: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        dim = heads * head_dim
+        self.to_q, self.to_k, self.to_v = Linear(dim, dim), Linear(dim, dim), Linear(dim, dim)
+        self.norm_q = RMSNorm(head_dim, eps=1e-6) if qk_norm else None
+        self.norm_k = RMSNorm(head_dim, eps=1e-6) if qk_norm else None
+
+    def split(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], x.shape[1], self.heads, self.head_dim)
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        query, key = self.split(self.to_q(x)), self.split(self.to_k(x))
+        if self.norm_q is not None:
+            query, key = self.norm_q(query), self.norm_k(key)
+        return query, key, self.split(self.to_v(x))
+
+
+def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
+    """``[B, S, H, D]`` in, ``[B, S, H*D]`` out."""
+    out = attention(query.swapaxes(1, 2), key.swapaxes(1, 2), value.swapaxes(1, 2), mask)
+    return _merge_heads(out)
+
+
+class RefinerAttention(_Heads):
+    """Self-attention over the text tokens, with an output projection ``to_out.0``."""
+
+    def __init__(self, heads: int, head_dim: int) -> None:
+        super().__init__(heads, head_dim, qk_norm=False)
+        dim = heads * head_dim
+        self.to_out = nn.CellList([Linear(dim, dim), nn.Identity()])
+
+    def construct(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return self.to_out[0](_attend(*self.qkv(x), mask))
+
+
+class JointAttention(_Heads):
+    """Dual-stream attention: video through ``to_*``, text through ``add_*_proj``, one
+    softmax over both; returns the video and text outputs, each projected back."""
+
+    def __init__(self, heads: int, head_dim: int) -> None:
+        super().__init__(heads, head_dim, qk_norm=True)
+        self.swap = pair_swap(head_dim)
+        dim = heads * head_dim
+        self.add_q_proj, self.add_k_proj, self.add_v_proj = Linear(dim, dim), Linear(dim, dim), Linear(dim, dim)
+        self.norm_added_q = RMSNorm(head_dim, eps=1e-6)
+        self.norm_added_k = RMSNorm(head_dim, eps=1e-6)
+        self.to_out = nn.CellList([Linear(dim, dim), nn.Identity()])
+        self.to_add_out = Linear(dim, dim)
+
+    def construct(self, video: Tensor, text: Tensor, cos: Tensor, sin: Tensor,
+                  mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        query, key, value = self.qkv(video)
+        text_query = self.norm_added_q(self.split(self.add_q_proj(text)))
+        text_key = self.norm_added_k(self.split(self.add_k_proj(text)))
+        text_value = self.split(self.add_v_proj(text))
+        query = apply_rope(mint.cat([query, text_query], 1), cos, sin, self.swap)
+        key = apply_rope(mint.cat([key, text_key], 1), cos, sin, self.swap)
+        out = _attend(query, key, mint.cat([value, text_value], 1), mask)
+        length = video.shape[1]
+        return self.to_out[0](out[:, :length]), self.to_add_out(out[:, length:])
+
+
+class SingleAttention(_Heads):
+    """Single-stream attention over the joint sequence; no output projection (the
+    block's ``proj_out`` takes it together with the MLP branch)."""
+
+    def __init__(self, heads: int, head_dim: int) -> None:
+        super().__init__(heads, head_dim, qk_norm=True)
+        self.swap = pair_swap(head_dim)
+
+    def construct(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        query, key, value = self.qkv(x)
+        query, key = apply_rope(query, cos, sin, self.swap), apply_rope(key, cos, sin, self.swap)
+        return _attend(query, key, value, mask)

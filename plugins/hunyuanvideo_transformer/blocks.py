@@ -1,0 +1,132 @@
+"""The dual-stream and single-stream transformer blocks, with their adaptive norms.
+
+Modulation vectors are ``[B, 1, D]``, one per item; a norm's ``(shift, scale)``
+applies as ``norm(x) * (1 + scale) + shift``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mindspore import Tensor, mint, nn, ops
+
+from plugins.common.layers import LayerNorm, Linear, gelu_tanh
+from plugins.hunyuanvideo_transformer.attention import JointAttention, SingleAttention
+
+
+def expand(v: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``v`` repeated along its size-1 dims to ``shape``. MindSpore's CPU kernels are
+    several times slower on broadcast operands than on equal shapes, and tiling is cheap."""
+    return ops.tile(v, tuple(size // own for size, own in zip(shape, v.shape, strict=True)))
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * expand(1 + scale, x.shape) + expand(shift, x.shape)
+
+
+def gated(x: Tensor, update: Tensor, gate: Tensor) -> Tensor:
+    """The residual ``x + update * gate``."""
+    return x + update * expand(gate, update.shape)
+
+
+def modulation(linear: nn.Cell, temb: Tensor, parts: int) -> tuple[Tensor, ...]:
+    """``linear(silu(temb))`` split into ``parts`` vectors of ``[B, 1, D]``."""
+    return mint.chunk(linear(ops.silu(temb)).unsqueeze(1), parts, -1)
+
+
+class _Projection(nn.Cell):
+    """A linear layer followed by an activation, named ``proj`` as in diffusers."""
+
+    def __init__(self, dim_in: int, dim_out: int, activation: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.proj = Linear(dim_in, dim_out)
+        self.activation = activation
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.activation(self.proj(x))
+
+
+class FeedForward(nn.Cell):
+    """``net.0`` (linear + activation), ``net.1`` (dropout, a no-op here), ``net.2`` (linear)."""
+
+    def __init__(self, dim: int, mult: float, activation: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        inner = int(dim * mult)
+        self.net = nn.CellList([_Projection(dim, inner, activation), nn.Identity(), Linear(inner, dim)])
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.net[2](self.net[0](x))
+
+
+class AdaNormZero(nn.Cell):
+    """LayerNorm without affine whose six modulation vectors come from the conditioning."""
+
+    def __init__(self, dim: int, parts: int) -> None:
+        super().__init__()
+        self.parts = parts
+        self.linear = Linear(dim, parts * dim)
+        self.norm = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+
+    def construct(self, x: Tensor, temb: Tensor) -> tuple[Tensor, ...]:
+        shift, scale, *rest = modulation(self.linear, temb, self.parts)
+        return (modulate(self.norm(x), shift, scale), *rest)
+
+
+class AdaNormContinuous(nn.Cell):
+    """The final norm: ``(scale, shift)`` from the conditioning, in that order."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = Linear(dim, 2 * dim)
+        self.norm = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+
+    def construct(self, x: Tensor, temb: Tensor) -> Tensor:
+        scale, shift = modulation(self.linear, temb, 2)
+        return modulate(self.norm(x), shift, scale)
+
+
+class DualStreamBlock(nn.Cell):
+    """Video and text keep separate modulation, QKV and MLP weights and meet in one
+    joint attention."""
+
+    def __init__(self, heads: int, head_dim: int, mlp_ratio: float) -> None:
+        super().__init__()
+        dim = heads * head_dim
+        self.norm1 = AdaNormZero(dim, 6)
+        self.norm1_context = AdaNormZero(dim, 6)
+        self.attn = JointAttention(heads, head_dim)
+        self.norm2 = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+        self.ff = FeedForward(dim, mlp_ratio, gelu_tanh)
+        self.norm2_context = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+        self.ff_context = FeedForward(dim, mlp_ratio, gelu_tanh)
+
+    def construct(self, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
+                  mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        norm_video, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(video, temb)
+        norm_text, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = self.norm1_context(text, temb)
+        video_attn, text_attn = self.attn(norm_video, norm_text, cos, sin, mask)
+        video = gated(video, video_attn, gate_msa)
+        text = gated(text, text_attn, c_gate_msa)
+        video = gated(video, self.ff(modulate(self.norm2(video), shift_mlp, scale_mlp)), gate_mlp)
+        text = gated(text, self.ff_context(modulate(self.norm2_context(text), c_shift_mlp, c_scale_mlp)), c_gate_mlp)
+        return video, text
+
+
+class SingleStreamBlock(nn.Cell):
+    """One stream over the joint ``[video; text]`` sequence: attention and a parallel MLP
+    branch, concatenated into ``proj_out``."""
+
+    def __init__(self, heads: int, head_dim: int, mlp_ratio: float) -> None:
+        super().__init__()
+        dim = heads * head_dim
+        mlp_dim = int(dim * mlp_ratio)
+        self.attn = SingleAttention(heads, head_dim)
+        self.norm = AdaNormZero(dim, 3)
+        self.proj_mlp = Linear(dim, mlp_dim)
+        self.proj_out = Linear(dim + mlp_dim, dim)
+
+    def construct(self, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        normed, gate = self.norm(x, temb)
+        mlp = gelu_tanh(self.proj_mlp(normed))
+        attn = self.attn(normed, cos, sin, mask)
+        return gated(x, self.proj_out(mint.cat([attn, mlp], -1)), gate)

@@ -1,0 +1,59 @@
+"""``HunyuanVideoTransformer3D``: the network, as a MindSpore ``Cell`` whose parameter
+names are those of diffusers' ``HunyuanVideoTransformer3DModel``.
+
+It works on tokens: the host patchifies the latents, computes the sinusoids and
+rotary tables, and unpatchifies the result (see ``backbone``).
+"""
+
+from __future__ import annotations
+
+from mindspore import Tensor, mint, nn
+
+from plugins.common.layers import Linear
+from plugins.hunyuanvideo_transformer.blocks import AdaNormContinuous, DualStreamBlock, SingleStreamBlock, expand
+from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
+from plugins.hunyuanvideo_transformer.embeddings import ConditionEmbedding, PatchEmbed
+from plugins.hunyuanvideo_transformer.refiner import TokenRefiner
+
+
+class HunyuanVideoTransformer3D(nn.Cell):
+    def __init__(self, config: HunyuanVideoTransformerConfig) -> None:
+        super().__init__()
+        heads, head_dim, dim = config.num_attention_heads, config.attention_head_dim, config.inner_dim
+        self.heads = heads
+        patch = (config.patch_size_t, config.patch_size, config.patch_size)
+        self.x_embedder = PatchEmbed(config.in_channels, dim, patch)
+        self.context_embedder = TokenRefiner(config.text_embed_dim, heads, head_dim,
+                                             config.num_refiner_layers)
+        self.time_text_embed = ConditionEmbedding(dim, config.pooled_projection_dim, config.guidance_embeds)
+        self.transformer_blocks = nn.CellList(
+            [DualStreamBlock(heads, head_dim, config.mlp_ratio) for _ in range(config.num_layers)])
+        self.single_transformer_blocks = nn.CellList(
+            [SingleStreamBlock(heads, head_dim, config.mlp_ratio) for _ in range(config.num_single_layers)])
+        self.norm_out = AdaNormContinuous(dim)
+        self.proj_out = Linear(dim, config.patch_size_t * config.patch_size ** 2 * config.out_channels)
+
+    def construct(self, patches: Tensor, timestep_sin: Tensor, guidance_sin: Tensor | None, text: Tensor,
+                  real: Tensor, pooled: Tensor, cos: Tensor, sin: Tensor, text_mask: Tensor | None,
+                  joint_mask: Tensor | None) -> Tensor:
+        """Video tokens ``[B, N, C*pt*p*p]`` -> output tokens of the same layout.
+
+        ``cos``/``sin [1, N + L, 1, head_dim]`` are the rotary tables of the joint sequence
+        (tiled to the heads and batch once per call);
+        ``real [B, L, 1]`` marks real text tokens; ``text_mask [B, 1, 1, L]`` and
+        ``joint_mask [B, 1, 1, N + L]`` are the attention key masks (None: no padding).
+        """
+        temb = self.time_text_embed(timestep_sin, pooled, guidance_sin)
+        rope_shape = (patches.shape[0], cos.shape[1], self.heads, cos.shape[3])
+        cos, sin = expand(cos, rope_shape), expand(sin, rope_shape)
+        video = self.x_embedder(patches)
+        text = self.context_embedder(text, timestep_sin, real, text_mask)
+        for block in self.transformer_blocks:
+            video, text = block(video, text, temb, cos, sin, joint_mask)
+        length = video.shape[1]
+        if len(self.single_transformer_blocks) > 0:
+            joint = mint.cat([video, text], 1)
+            for block in self.single_transformer_blocks:
+                joint = block(joint, temb, cos, sin, joint_mask)
+            video = joint[:, :length]
+        return self.proj_out(self.norm_out(video, temb))
