@@ -2,49 +2,83 @@
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts import PipelineSpec
-from plugins.common.checkpoint import read_config
-from registry import RegistryError, UnknownComponentError, default_registry
+from contracts import ComponentConfig, PipelineSpec
+from plugins.common.checkpoint import Checkpoint, read_config
+from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
 from zoo.pipeline import TextToVideoPipeline
+from zoo.presets import PRESETS
 
 # Where each kind's weights lie inside a diffusers pipeline folder.
 SUBFOLDERS = {"encoder": ".", "backbone": "transformer", "autoencoder": "vae", "scheduler": "scheduler"}
 
 
-def as_spec(spec: PipelineSpec | dict[str, Any] | str | Path) -> PipelineSpec:
-    """A ``PipelineSpec`` from itself, a dict, or a ``.json``/``.toml`` file."""
+def as_spec(spec: PipelineSpec | dict[str, Any] | str | Path) -> tuple[PipelineSpec, dict[str, Any]]:
+    """A ``PipelineSpec`` (and its preset's generation defaults) from itself, a dict, a
+    ``.json``/``.toml`` file or a preset name."""
     if isinstance(spec, PipelineSpec):
-        return spec
+        return spec, {}
     if isinstance(spec, dict):
-        return PipelineSpec.model_validate(spec)
+        return PipelineSpec.model_validate(spec), {}
+    if str(spec) in PRESETS:
+        preset = PRESETS[str(spec)]
+        return preset.spec(), preset.defaults
     path = Path(spec)
     if path.suffix in (".json", ".toml"):
         if not path.is_file():
             raise FileNotFoundError(f"pipeline spec {path} does not exist")
-        return PipelineSpec.load(path)
-    raise ValueError(f"{spec!r} is neither a pipeline spec file (.json, .toml) nor a spec")
+        return PipelineSpec.load(path), {}
+    close = difflib.get_close_matches(str(spec), PRESETS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a pipeline spec file "
+                     f"(.json, .toml); {hint}for a diffusers folder use zoo.from_pretrained")
 
 
 def component_weights(spec: PipelineSpec, kind: str) -> Path | None:
+    """The kind's own weights folder, else its subfolder of the pipeline folder, else None."""
     own = spec.components()[kind].weights
     if own is not None:
+        if not own.is_dir():
+            raise FileNotFoundError(f"{kind} weights folder {own} does not exist")
         return own
     if spec.weights is None:
         return None
+    if not spec.weights.is_dir():
+        raise FileNotFoundError(f"pipeline folder {spec.weights} does not exist")
     folder = spec.weights / SUBFOLDERS[kind]
-    return folder if folder.is_dir() else None
+    if not folder.is_dir():
+        raise FileNotFoundError(f"pipeline folder {spec.weights} has no {SUBFOLDERS[kind]}/ for the {kind}; "
+                                f"is the download complete?")
+    return folder
 
 
-def assemble(spec: PipelineSpec | dict[str, Any] | str | Path) -> TextToVideoPipeline:
-    """Build every component of ``spec``.
+def check_checkpoints(folder: Path) -> None:
+    """Read the safetensors headers of every model subfolder of a pipeline folder, so a missing
+    or truncated shard or pickled weights fail before any component is loaded."""
+    for config in sorted(folder.glob("*/config.json")):
+        Checkpoint(config.parent)
 
-    All names are resolved and all options validated before any component is
-    built, so a typo fails in milliseconds, not after loading a checkpoint.
+
+@dataclass(frozen=True)
+class Plan:
+    """A spec resolved without building anything: each kind's entry, weights and config."""
+
+    spec: PipelineSpec
+    entries: dict[str, ComponentEntry]
+    weights: dict[str, Path | None]
+    configs: dict[str, ComponentConfig]
+
+
+def plan(spec: PipelineSpec) -> Plan:
+    """Resolve every name, find every weights folder, validate every option and checkpoint header.
+
+    Cheap, and complete before any component is built: a typo fails in milliseconds,
+    not after loading a checkpoint.
     """
-    spec = as_spec(spec)
     registry = default_registry()
     entries, unknown = {}, []
     for kind, component in spec.components().items():
@@ -55,13 +89,23 @@ def assemble(spec: PipelineSpec | dict[str, Any] | str | Path) -> TextToVideoPip
     if unknown:
         raise RegistryError("; ".join(unknown))
     weights = {kind: component_weights(spec, kind) for kind in entries}
-    for kind, folder in weights.items():
-        if folder is not None and not folder.is_dir():
-            raise FileNotFoundError(f"{kind} weights folder {folder} does not exist")
-    configs = {
-        kind: entries[kind].configure(read_config(weights[kind]) if weights[kind] else {},
-                                      **spec.components()[kind].options)
-        for kind in entries
-    }
-    components = {kind: entries[kind].build(configs[kind], weights[kind]) for kind in entries}
-    return TextToVideoPipeline(spec=spec, **components)
+    configs = {kind: entries[kind].configure(read_config(weights[kind]) if weights[kind] else {},
+                                             **spec.components()[kind].options)
+               for kind in entries}
+    if spec.weights is not None:
+        check_checkpoints(spec.weights)
+    return Plan(spec, entries, weights, configs)
+
+
+def assemble(spec: PipelineSpec | dict[str, Any] | str | Path) -> TextToVideoPipeline:
+    """Build every component of ``spec`` (a ``PipelineSpec``, a dict, a spec file or a preset name),
+    after ``plan`` has checked all of it."""
+    return build(*as_spec(spec))
+
+
+def build(spec: PipelineSpec, defaults: dict[str, Any]) -> TextToVideoPipeline:
+    """``assemble`` of a resolved spec, with the generation ``defaults`` of its preset."""
+    checked = plan(spec)
+    components = {kind: entry.build(checked.configs[kind], checked.weights[kind])
+                  for kind, entry in checked.entries.items()}
+    return TextToVideoPipeline(spec=spec, defaults=defaults, **components)

@@ -51,13 +51,24 @@ def _write_pngs(frames: np.ndarray, folder: Path) -> None:
         (folder / f"frame_{index:04d}.png").write_bytes(b"".join(bytes(p) for p in packets))
 
 
+def check_output_path(path: str | Path) -> Path:
+    """``path`` if ``export_video`` can write it (a known suffix, a folder it can create)."""
+    path = Path(path)
+    if path.suffix not in ("", ".mp4", ".gif"):
+        raise ValueError(f"{path}: unsupported output {path.suffix!r}; write one of {', '.join(FORMATS)}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"{path}: cannot create it ({parent} is not a writable folder)")
+    return path
+
+
 def export_video(frames: np.ndarray, path: str | Path, fps: float = 24) -> Path:
     """Write ``frames`` (uint8 ``[F, H, W, 3]``) to ``path`` and return it.
 
     ``.mp4`` is H.264 (its sides must be even), ``.gif`` is paletted, a path
     without a suffix becomes a folder of ``frame_0000.png`` ...
     """
-    frames, path = check_frames(frames), Path(path)
+    frames, path = check_frames(frames), check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == "":
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -73,12 +84,13 @@ def export_video(frames: np.ndarray, path: str | Path, fps: float = 24) -> Path:
         if frames.shape[1] % 2 or frames.shape[2] % 2:
             raise ValueError(f"H.264 needs even height and width, got {frames.shape[1]}x{frames.shape[2]}")
         codec, pix_fmt, container_format = "libx264", "yuv420p", "mp4"
-    elif path.suffix == ".gif":
-        codec, pix_fmt, container_format = "gif", "rgb8", "gif"
     else:
-        raise ValueError(f"{path}: unsupported output {path.suffix!r}; write one of {', '.join(FORMATS)}")
+        codec, pix_fmt, container_format = "gif", "rgb8", "gif"
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
     try:
         _encode(frames, Path(staging), codec, pix_fmt, fps, container_format)
         os.replace(staging, path)

@@ -9,13 +9,15 @@ its contract, so any registered component of the right kind can stand in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from contracts import PipelineSpec, TextEmbeddings, check_latents
+
+DIFFUSERS_DEFAULTS = {"height": 720, "width": 1280, "num_frames": 129, "num_inference_steps": 50}
 
 
 @dataclass(frozen=True)
@@ -41,34 +43,43 @@ def as_prompts(prompt: str | Sequence[str], what: str = "prompt") -> list[str]:
     return prompts
 
 
+def check_inputs(autoencoder_config: Any, num_frames: int, height: int, width: int,
+                 num_inference_steps: int) -> None:
+    """Refuse what the components cannot take; needs only the autoencoder's config, so it
+    runs before any component is built."""
+    temporal = autoencoder_config.temporal_compression
+    if num_frames < 1 or (num_frames - 1) % temporal:
+        near = max(1, round((num_frames - 1) / temporal)) * temporal + 1
+        raise ValueError(f"num_frames must be {temporal}k+1 (1, {temporal + 1}, {2 * temporal + 1}, ...), "
+                         f"got {num_frames}; try {near}")
+    for name, value in (("height", height), ("width", width)):
+        if value < 16 or value % 16:
+            raise ValueError(f"{name} must be a positive multiple of 16, got {value}; "
+                             f"try {max(16, round(value / 16) * 16)}")
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+
+
 @dataclass
 class TextToVideoPipeline:
-    """The assembled components, each reachable by its kind; call it to generate."""
+    """The assembled components, each reachable by its kind; call it to generate.
+
+    ``defaults`` are the generation settings of the preset it came from (a tiny model
+    is not meant for 129 frames at 720p); an argument given to the call wins, and
+    without either, diffusers' defaults apply.
+    """
 
     spec: PipelineSpec
     encoder: Any
     backbone: Any
     autoencoder: Any
     scheduler: Any
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         ae = self.autoencoder.config
         return (batch, self.backbone.config.in_channels, (num_frames - 1) // ae.temporal_compression + 1,
                 height // ae.spatial_compression, width // ae.spatial_compression)
-
-    def check_inputs(self, num_frames: int, height: int, width: int, num_inference_steps: int) -> None:
-        """Refuse what the components cannot take, before any heavy work."""
-        temporal = self.autoencoder.config.temporal_compression
-        if num_frames < 1 or (num_frames - 1) % temporal:
-            near = max(1, round((num_frames - 1) / temporal)) * temporal + 1
-            raise ValueError(f"num_frames must be {temporal}k+1 (1, {temporal + 1}, {2 * temporal + 1}, ...), "
-                             f"got {num_frames}; try {near}")
-        for name, value in (("height", height), ("width", width)):
-            if value < 16 or value % 16:
-                raise ValueError(f"{name} must be a positive multiple of 16, got {value}; "
-                                 f"try {max(16, round(value / 16) * 16)}")
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
 
     def encode(self, prompts: list[str], copies: int, prompt_template: dict | None,
                max_sequence_length: int | None) -> TextEmbeddings:
@@ -81,10 +92,10 @@ class TextToVideoPipeline:
         self,
         prompt: str | Sequence[str],
         negative_prompt: str | Sequence[str] | None = None,
-        height: int = 720,
-        width: int = 1280,
-        num_frames: int = 129,
-        num_inference_steps: int = 50,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 6.0,
         true_cfg_scale: float = 1.0,
         seed: int | None = None,
@@ -94,8 +105,13 @@ class TextToVideoPipeline:
         num_videos_per_prompt: int = 1,
         progress: bool = True,
     ) -> GenerationResult:
+        settings = {**DIFFUSERS_DEFAULTS, **self.defaults}
+        height = settings["height"] if height is None else height
+        width = settings["width"] if width is None else width
+        num_frames = settings["num_frames"] if num_frames is None else num_frames
+        num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
         prompts = as_prompts(prompt)
-        self.check_inputs(num_frames, height, width, num_inference_steps)
+        check_inputs(self.autoencoder.config, num_frames, height, width, num_inference_steps)
         batch = len(prompts) * num_videos_per_prompt
         negatives = None
         if negative_prompt is not None and true_cfg_scale > 1:

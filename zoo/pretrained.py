@@ -7,11 +7,15 @@ component names, so a folder written by ``HunyuanVideoPipeline.save_pretrained``
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 from contracts import PipelineSpec
+from zoo.assembly import build
+from zoo.pipeline import TextToVideoPipeline
+from zoo.presets import PRESETS
 
 # model_index.json entry -> (kind, registered name), by the entry's class name.
 CLASS_NAMES: dict[str, tuple[str, str]] = {
@@ -68,3 +72,28 @@ def cached_repo(repo_id: str) -> Path:
             f"{repo_id!r} is not in the local Hugging Face cache and nothing is downloaded at run time; "
             f"fetch it once with `huggingface-cli download {repo_id}` and pass the repo id or its folder"
         ) from None
+
+
+def resolve_model(model: str | Path, **kinds: str | dict[str, Any]) -> tuple[PipelineSpec, dict[str, Any]]:
+    """The spec (and generation defaults) of a preset name, a diffusers pipeline folder, or a
+    Hugging Face repo id already in the local cache; ``kinds`` swap components by name."""
+    if str(model) in PRESETS:
+        preset = PRESETS[str(model)]
+        return preset.spec().replace(**kinds), preset.defaults
+    folder = Path(model)
+    if not folder.is_dir():
+        if folder.exists() or str(model).count("/") != 1 or str(model).startswith((".", "/")):
+            close = difflib.get_close_matches(str(model), PRESETS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FileNotFoundError(f"model {str(model)!r}: no such folder or preset; {hint}give a pipeline "
+                                    f"folder, a preset ({', '.join(PRESETS)}) or a Hugging Face repo id in the "
+                                    f"local cache")
+        folder = cached_repo(str(model))
+    return spec_from_folder(folder, **kinds), {}
+
+
+def from_pretrained(model: str | Path, **kinds: str | dict[str, Any]) -> TextToVideoPipeline:
+    """A pipeline from a preset name, a diffusers pipeline folder, or a Hugging Face repo id
+    already in the local cache. ``kinds`` swap components by name, e.g. ``scheduler="flow-match-heun"``.
+    """
+    return build(*resolve_model(model, **kinds))

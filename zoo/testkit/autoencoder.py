@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from zoo.testkit.core import Make, contract_property
 
 seeds = st.integers(0, 2**16)
+STILL_TOLERANCE = 1e-3  # relative to the output's scale
 
 
 def frame_counts(config, latent_frames: int) -> int:
@@ -36,10 +37,10 @@ def _check_array(name: str, array: object, shape: tuple[int, ...]) -> np.ndarray
     return array
 
 
-def _close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+def _close(actual: np.ndarray, expected: np.ndarray, what: str, tolerance: float) -> None:
     scale = max(float(np.abs(expected).max()), 1e-3)
     error = float(np.abs(actual - expected).max())
-    assert error <= 1e-4 * scale, f"{what}: max abs difference {error:.3g} at output scale {scale:.3g}"
+    assert error <= tolerance * scale, f"{what}: max abs difference {error:.3g} at output scale {scale:.3g}"
 
 
 @contract_property("autoencoder", "shapes follow the declared compression; decode(encode(x)) has x's shape")
@@ -63,21 +64,27 @@ def shapes_follow_compression(make: Make) -> None:
 def still_video_stays_still(make: Make) -> None:
     """With the past padded by repeating the first frame, a video that never moves
     encodes to latents that never move, and those decode to frames that never move.
-    Holds for causal autoencoders only; for others there is nothing to check."""
+    Holds for causal autoencoders only; for others there is nothing to check.
+
+    Frames are at least two latents wide and high: a group norm over a 1x1 map of a
+    random network can be nearly constant, and dividing by its tiny deviation blows
+    rounding up to 1e-3 of scale (diffusers' model too). A look-ahead or a zero-padded
+    past changes the output by its whole scale, far above the tolerance.
+    """
     autoencoder = make()
     config = autoencoder.config
     if not getattr(config, "causal", False):
         return
     s = config.spatial_compression
 
-    @given(st.integers(2, 3), st.integers(1, 2), st.integers(1, 2), seeds)
+    @given(st.integers(2, 3), st.integers(2, 3), st.integers(2, 3), seeds)
     def check(latent_frames: int, height: int, width: int, seed: int) -> None:
         image = _video(seed, (1, 3, 1, height * s, width * s))
         latents = autoencoder.encode(np.repeat(image, frame_counts(config, latent_frames), axis=2))
         _close(latents, np.repeat(latents[:, :, :1], latent_frames, axis=2),
-               "latent frames of a still video vs its first latent frame")
+               "latent frames of a still video vs its first latent frame", STILL_TOLERANCE)
         frames = autoencoder.decode(np.repeat(latents[:, :, :1], latent_frames, axis=2))
         _close(frames, np.repeat(frames[:, :, :1], frames.shape[2], axis=2),
-               "frames decoded from still latents vs the first frame")
+               "frames decoded from still latents vs the first frame", STILL_TOLERANCE)
 
     check()

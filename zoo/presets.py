@@ -1,0 +1,43 @@
+"""Named pipelines: what ``--model NAME`` and ``zoo.from_pretrained(NAME)`` accept besides folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts import PipelineSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    spec: Callable[[], PipelineSpec]  # resolved only when the preset is used
+    defaults: dict[str, Any] = field(default_factory=dict)  # generation settings that suit it
+
+
+def _hunyuanvideo() -> PipelineSpec:
+    from zoo.pretrained import cached_repo, spec_from_folder
+
+    return spec_from_folder(cached_repo("hunyuanvideo-community/HunyuanVideo"))
+
+
+def _tiny() -> PipelineSpec:
+    from plugins.hunyuanvideo_text.config import DEFAULT_TEMPLATE
+    from zoo.pretrained import spec_from_folder
+    from zoo.tiny import tiny_pipeline_folder
+
+    spec = spec_from_folder(tiny_pipeline_folder())
+    # The tiny tokenizer is byte-level: the template's crop_start is counted, not LLaMA-3's 95.
+    return spec.replace(encoder={"name": spec.encoder.name, "options": {"prompt_template": DEFAULT_TEMPLATE}})
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("hunyuanvideo", "HunyuanVideo 13B from hunyuanvideo-community/HunyuanVideo in the local "
+           "Hugging Face cache", _hunyuanvideo,
+           dict(height=720, width=1280, num_frames=129, num_inference_steps=50)),
+    Preset("hunyuanvideo-tiny", "every component tiny, random seeded weights, built here: proves the "
+           "install, not the model", _tiny,
+           dict(height=64, width=64, num_frames=9, num_inference_steps=10)),
+]}
