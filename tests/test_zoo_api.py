@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -86,3 +87,14 @@ def test_cli_typo_gets_a_suggestion_not_a_traceback():
 def test_cli_plugins_lists_packages_with_versions():
     result = zoo_cli("plugins")
     assert "flow_match" in result.stdout and "hunyuan-zoo 0.1.0" in result.stdout
+
+
+def test_saved_settings_a_component_does_not_support_are_warned_about(tmp_path):
+    saved = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 5.0, "use_karras_sigmas": False}
+    (tmp_path / "scheduler_config.json").write_text(json.dumps(saved))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # switched-off features pass silently
+        zoo.load_component("scheduler", "flow-match-euler", weights=tmp_path)
+    (tmp_path / "scheduler_config.json").write_text(json.dumps({**saved, "use_karras_sigmas": True}))
+    with pytest.warns(UserWarning, match="does not support: use_karras_sigmas=True"):
+        zoo.load_component("scheduler", "flow-match-euler", weights=tmp_path)
