@@ -133,12 +133,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     as_prompts(args.prompt)
     out = check_output_path(args.out)
     spec, defaults = resolve_model(args.model)
-    scheduler = spec.scheduler.model_copy()
-    if args.scheduler:
-        scheduler.name = args.scheduler
+    scheduler, backbone = spec.scheduler.model_copy(), spec.backbone.model_copy()
+    scheduler.name = args.scheduler or scheduler.name
+    backbone.name = args.backbone or backbone.name
     if args.shift is not None:
         scheduler.options = {**scheduler.options, "shift": args.shift}
-    spec = spec.replace(scheduler=scheduler)
+    spec = spec.replace(scheduler=scheduler, backbone=backbone)
     given = {"height": args.height, "width": args.width, "num_frames": args.frames,
              "num_inference_steps": args.steps}
     settings = {**DIFFUSERS_DEFAULTS, **defaults, **{k: v for k, v in given.items() if v is not None}}
@@ -183,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--true-cfg", type=float, default=1.0, help="true classifier-free guidance scale; above 1 "
                                                               "it runs the backbone twice a step")
     p.add_argument("--scheduler", help="a registered scheduler to use instead, e.g. flow-match-heun")
+    p.add_argument("--backbone", help="a registered backbone to use instead, with the model's weights")
     p.add_argument("--out", default="video.mp4", help=".mp4 (H.264), .gif, or a folder for PNG frames "
                                                        "(default: %(default)s)")
     p.add_argument("--fps", type=float, default=24, help="(default: %(default)s)")
