@@ -71,7 +71,8 @@ class RMSNorm(nn.Cell):
 
 
 class GroupNorm(nn.Cell):
-    """GroupNorm over dim 1 of ``[B, C, ...]`` with ``weight``/``bias`` of size C."""
+    """GroupNorm over dim 1 of ``[B, C, ...]`` with ``weight``/``bias`` of size C, on MindSpore's
+    fused kernel (which has a CPU kernel, and is several times faster than elementary ops)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-6,
                  affine: bool = True) -> None:
@@ -81,16 +82,7 @@ class GroupNorm(nn.Cell):
         self.bias = _zeros(num_channels) if affine else None
 
     def construct(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        grouped = x.reshape(shape[0], self.num_groups, -1)
-        mean = grouped.mean(-1, keep_dims=True)
-        centred = grouped - mean
-        var = (centred * centred).mean(-1, keep_dims=True)
-        out = (centred * ops.rsqrt(var + self.eps)).reshape(shape)
-        if self.weight is not None:
-            affine_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
-            out = out * self.weight.reshape(affine_shape) + self.bias.reshape(affine_shape)
-        return out
+        return mint.nn.functional.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
 def Linear(in_features: int, out_features: int, bias: bool = True) -> nn.Cell:  # noqa: N802

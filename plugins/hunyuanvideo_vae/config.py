@@ -72,5 +72,12 @@ class HunyuanVideoVAEConfig(ComponentConfig):
 
     @property
     def causal(self) -> bool:
-        """No latent frame depends on a later video frame."""
+        """The causal frame layout: the first frame is compressed alone, then 4 frames per
+        latent frame, and no convolution or attention looks at a later frame.
+
+        As in diffusers (and the original model), the group norms pool their statistics
+        over all frames, so the latents of a video's first ``4k+1`` frames are not the
+        first ``k+1`` latents of the whole video: later frames reach earlier latents
+        through those statistics.
+        """
         return True
