@@ -30,10 +30,14 @@ def our_trajectory(scheduler, schedule, sample: np.ndarray, velocities: list[np.
     return out
 
 
-def random_velocities(count: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def assert_same_trajectories(ours, schedule, reference, seed: int) -> None:
+    """Every step of ours and of the diffusers scheduler, on the same random velocities."""
     rng = np.random.default_rng(seed)
     sample = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
-    return sample, [rng.standard_normal(sample.shape).astype(np.float32) for _ in range(count)]
+    velocities = [rng.standard_normal(sample.shape).astype(np.float32) for _ in range(len(schedule))]
+    for a, b in zip(our_trajectory(ours, schedule, sample, velocities),
+                    reference_trajectory(reference, sample, velocities), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 @given(steps, shifts, st.integers(0, 2**16))
@@ -44,10 +48,7 @@ def test_euler_matches_diffusers_as_hunyuanvideo_pipeline_calls_it(num_steps, sh
     schedule = ours.schedule(num_steps)
     np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-6, atol=1e-7)
-    sample, velocities = random_velocities(len(schedule), seed)
-    for a, b in zip(our_trajectory(ours, schedule, sample, velocities),
-                    reference_trajectory(reference, sample, velocities), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_same_trajectories(ours, schedule, reference, seed)
 
 
 @given(steps, shifts, st.integers(0, 2**16))
@@ -58,10 +59,7 @@ def test_euler_diffusers_spacing_matches_set_timesteps(num_steps, shift, seed):
     schedule = ours.schedule(num_steps)
     np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-5, atol=1e-6)
-    sample, velocities = random_velocities(len(schedule), seed)
-    for a, b in zip(our_trajectory(ours, schedule, sample, velocities),
-                    reference_trajectory(reference, sample, velocities), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_same_trajectories(ours, schedule, reference, seed)
 
 
 @given(steps, shifts, st.integers(0, 2**16))
@@ -72,10 +70,7 @@ def test_heun_matches_diffusers(num_steps, shift, seed):
     schedule = ours.schedule(num_steps)
     np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-5, atol=1e-6)
-    sample, velocities = random_velocities(len(schedule), seed)
-    for a, b in zip(our_trajectory(ours, schedule, sample, velocities),
-                    reference_trajectory(reference, sample, velocities), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_same_trajectories(ours, schedule, reference, seed)
 
 
 @given(steps, shifts, st.integers(0, 2**16))
@@ -89,10 +84,7 @@ def test_heun_steps_match_diffusers_on_the_hunyuanvideo_spacing(num_steps, shift
     reference.sigmas = torch.from_numpy(schedule.sigmas)
     euler = zoo.load_component("scheduler", "flow-match-euler", shift=shift).schedule(num_steps)
     np.testing.assert_allclose(np.unique(schedule.sigmas), np.unique(euler.sigmas), rtol=1e-6)
-    sample, velocities = random_velocities(len(schedule), seed)
-    for a, b in zip(our_trajectory(ours, schedule, sample, velocities),
-                    reference_trajectory(reference, sample, velocities), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_same_trajectories(ours, schedule, reference, seed)
 
 
 def test_heun_corrector_without_its_predictor_is_refused():
