@@ -40,33 +40,19 @@ def assert_same_trajectories(ours, schedule, reference, seed: int) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@given(steps, shifts, st.integers(0, 2**16))
-def test_euler_matches_diffusers_as_hunyuanvideo_pipeline_calls_it(num_steps, shift, seed):
-    ours = zoo.load_component("scheduler", "flow-match-euler", shift=shift)
-    reference = FlowMatchEulerDiscreteScheduler(shift=shift)
-    reference.set_timesteps(sigmas=list(np.linspace(1.0, 0.0, num_steps + 1)[:-1]))
-    schedule = ours.schedule(num_steps)
-    np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-6, atol=1e-4)
-    np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-6, atol=1e-7)
-    assert_same_trajectories(ours, schedule, reference, seed)
-
-
-@given(steps, shifts, st.integers(0, 2**16))
-def test_euler_diffusers_spacing_matches_set_timesteps(num_steps, shift, seed):
-    ours = zoo.load_component("scheduler", "flow-match-euler", shift=shift, spacing="diffusers")
-    reference = FlowMatchEulerDiscreteScheduler(shift=shift)
-    reference.set_timesteps(num_steps)
-    schedule = ours.schedule(num_steps)
-    np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-5, atol=1e-6)
-    assert_same_trajectories(ours, schedule, reference, seed)
-
-
-@given(steps, shifts, st.integers(0, 2**16))
-def test_heun_matches_diffusers(num_steps, shift, seed):
-    ours = zoo.load_component("scheduler", "flow-match-heun", shift=shift, spacing="diffusers")
-    reference = FlowMatchHeunDiscreteScheduler(shift=shift)
-    reference.set_timesteps(num_steps)
+@pytest.mark.parametrize(("name", "reference_class", "spacing"), [
+    ("flow-match-euler", FlowMatchEulerDiscreteScheduler, "hunyuanvideo"),  # as HunyuanVideoPipeline calls it
+    ("flow-match-euler", FlowMatchEulerDiscreteScheduler, "diffusers"),  # set_timesteps(N)
+    ("flow-match-heun", FlowMatchHeunDiscreteScheduler, "diffusers"),
+])
+@given(num_steps=steps, shift=shifts, seed=st.integers(0, 2**16))
+def test_schedules_and_steps_match_diffusers(name, reference_class, spacing, num_steps, shift, seed):
+    ours = zoo.load_component("scheduler", name, shift=shift, spacing=spacing)
+    reference = reference_class(shift=shift)
+    if spacing == "hunyuanvideo":
+        reference.set_timesteps(sigmas=list(np.linspace(1.0, 0.0, num_steps + 1)[:-1]))
+    else:
+        reference.set_timesteps(num_steps)
     schedule = ours.schedule(num_steps)
     np.testing.assert_allclose(schedule.timesteps, reference.timesteps.numpy(), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(schedule.sigmas, reference.sigmas.numpy(), rtol=1e-5, atol=1e-6)
