@@ -5,20 +5,12 @@
 
 from __future__ import annotations
 
-import importlib
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from contracts import KINDS
+from zoo.testkit import autoencoder, backbone, encoder, scheduler  # noqa: F401 - each registers its properties
 from zoo.testkit.core import PROPERTIES, ContractProperty, Make, contract_property
-
-for _kind in KINDS:  # each kind's module registers its properties on import, where it exists
-    try:
-        importlib.import_module(f"zoo.testkit.{_kind}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"zoo.testkit.{_kind}":
-            raise
 
 
 @dataclass(frozen=True)
