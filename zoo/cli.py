@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -202,6 +203,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # MindSpore's and transformers' import-time notices are not for the command line's user.
+    os.environ.setdefault("GLOG_v", "3")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = parser().parse_args(argv)
     try:
         return args.run(args)
