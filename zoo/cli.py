@@ -139,6 +139,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backbone.name = args.backbone or backbone.name
     if args.shift is not None:
         scheduler.options = {**scheduler.options, "shift": args.shift}
+    backbone.options = {**backbone.options, **parse_options(args.backbone_option)}
     spec = spec.replace(scheduler=scheduler, backbone=backbone)
     given = {"height": args.height, "width": args.width, "num_frames": args.frames,
              "num_inference_steps": args.steps}
@@ -184,7 +185,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--true-cfg", type=float, default=1.0, help="true classifier-free guidance scale; above 1 "
                                                               "it runs the backbone twice a step")
     p.add_argument("--scheduler", help="a registered scheduler to use instead, e.g. flow-match-heun")
-    p.add_argument("--backbone", help="a registered backbone to use instead, with the model's weights")
+    p.add_argument("--backbone", help="a registered backbone to use instead, with the model's weights, "
+                                      "e.g. hunyuanvideo-transformer-fbcache")
+    p.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backbone option (repeatable), e.g. threshold=0.1")
     p.add_argument("--out", default="video.mp4", help=".mp4 (H.264), .gif, or a folder for PNG frames "
                                                        "(default: %(default)s)")
     p.add_argument("--fps", type=float, default=24, help="(default: %(default)s)")
