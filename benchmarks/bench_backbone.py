@@ -1,56 +1,141 @@
-"""Forward time of ``hunyuanvideo-transformer`` beside diffusers' fp32
-``HunyuanVideoTransformer3DModel``, same weights, same inputs, measured in one run.
+"""Forward time of ``hunyuanvideo-transformer`` beside diffusers' ``HunyuanVideoTransformer3DModel``
+in fp32 and in bf16, same weights, same inputs, measured in one run, interleaved.
 
 The default is the bench-medium configuration: 12 heads x 128, 2 dual + 2 single
-blocks, latents 16 x 5 x 32 x 32 (1280 video tokens), 256 text tokens of width 4096::
+blocks, 2 refiner blocks, latents 16 x 5 x 32 x 32 (1280 video tokens), 256 text
+tokens of width 4096, pooled 768. Besides the times it prints the forward's FLOPs
+(counted from the config), the GFLOP/s each implementation achieves, and the dense
+fp32 matmul GFLOP/s of MindSpore and of PyTorch on this machine, measured in the same
+run, as the ceiling::
 
-    GLOG_v=3 python benchmarks/bench_backbone.py [--repeats 3] [--real-tokens 256]
+    GLOG_v=3 python benchmarks/bench_backbone.py [--repeats 5] [--real-tokens 256] [--threads 2]
+
+Other engineers' jobs share the cores, so every figure is a median over repeats that
+take turns (one call of each implementation and of each peak matmul per round), and
+the comparison is the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 
+import mindspore as ms
 import numpy as np
 import torch
 from diffusers import HunyuanVideoTransformer3DModel
+from mindspore import ops
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
+from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
 
 BENCH_MEDIUM = dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2)
 LATENTS = (1, 16, 5, 32, 32)
 TEXT_TOKENS = 256
+# Matmul shapes (M, K, N) for the ceiling: the model's widest projections at bench-medium.
+PEAK_SHAPES = ((1536, 1536, 6144), (1536, 6144, 1536), (2048, 2048, 2048))
 
 
-def seconds(run: Callable[[], object], repeats: int) -> list[float]:
-    """Wall times of ``repeats`` calls after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def forward_flops(config: HunyuanVideoTransformerConfig, latents: tuple[int, ...], text_tokens: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward: every linear layer and both attention
+    matmuls; norms, activations and rotary embedding are left out (they are O(tokens x width))."""
+    batch, channels, frames, height, width = latents
+    dim, mlp = config.inner_dim, int(config.inner_dim * config.mlp_ratio)
+    patch = channels * config.patch_size_t * config.patch_size ** 2
+    video = (frames // config.patch_size_t) * (height // config.patch_size) * (width // config.patch_size)
+    joint = video + text_tokens
+
+    def linear(tokens: int, fan_in: int, fan_out: int) -> int:
+        return 2 * tokens * fan_in * fan_out
+
+    def attention(queries: int, keys: int) -> int:
+        return 2 * 2 * queries * keys * dim
+
+    condition = linear(1, TIMESTEP_CHANNELS, dim) + linear(1, dim, dim)
+    flops = linear(video, patch, dim)
+    flops += condition + linear(1, config.pooled_projection_dim, dim) + linear(1, dim, dim)
+    if config.guidance_embeds:
+        flops += condition
+    refiner_mlp = 4 * dim  # diffusers' refiner keeps its own MLP ratio of 4
+    flops += condition + linear(1, config.text_embed_dim, dim) + linear(1, dim, dim)
+    flops += linear(text_tokens, config.text_embed_dim, dim)
+    flops += config.num_refiner_layers * (
+        linear(1, dim, 2 * dim) + 4 * linear(text_tokens, dim, dim) + attention(text_tokens, text_tokens)
+        + linear(text_tokens, dim, refiner_mlp) + linear(text_tokens, refiner_mlp, dim))
+    flops += config.num_layers * (
+        2 * linear(1, dim, 6 * dim) + 4 * linear(joint, dim, dim) + attention(joint, joint)
+        + linear(joint, dim, mlp) + linear(joint, mlp, dim))
+    flops += config.num_single_layers * (
+        linear(1, dim, 3 * dim) + 3 * linear(joint, dim, dim) + attention(joint, joint)
+        + linear(joint, dim, mlp) + linear(joint, dim + mlp, dim))
+    flops += linear(1, dim, 2 * dim) + linear(video, dim, patch)
+    return batch * flops
+
+
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of ``repeats`` rounds, each calling every run once in turn, after one
+    warm-up round."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
-def listing(times: list[float]) -> str:
-    return ", ".join(f"{t:.3f}" for t in times)
+def matmul_runs() -> dict[str, Callable[[], object]]:
+    """One dense fp32 matmul of each ``PEAK_SHAPES`` in MindSpore and in PyTorch, named
+    ``"<framework> MxKxN"``."""
+    rng = np.random.default_rng(0)
+    matmul = ops.MatMul()
+    runs: dict[str, Callable[[], object]] = {}
+    for m, k, n in PEAK_SHAPES:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        ms_a, ms_b, torch_a, torch_b = ms.Tensor(a), ms.Tensor(b), torch.from_numpy(a), torch.from_numpy(b)
+        runs[f"MindSpore {m}x{k}x{n}"] = lambda x=ms_a, y=ms_b: matmul(x, y).asnumpy()
+        runs[f"PyTorch {m}x{k}x{n}"] = lambda x=torch_a, y=torch_b: torch.mm(x, y)
+    return runs
+
+
+def matmul_peaks(median: dict[str, float]) -> dict[str, float]:
+    """The best GFLOP/s over ``PEAK_SHAPES`` of each framework, from median times."""
+    return {framework: max(2 * m * k * n / median[f"{framework} {m}x{k}x{n}"] / 1e9 for m, k, n in PEAK_SHAPES)
+            for framework in ("MindSpore", "PyTorch")}
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--real-tokens", type=int, default=TEXT_TOKENS,
                         help="real (unpadded) text tokens out of 256")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="intra-op threads, set alike for MindSpore and PyTorch")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ms.set_context(runtime_num_threads=args.threads)
+    print("command: GLOG_v=3 python " + " ".join(sys.argv))
+    print(f"machine: {os.cpu_count()} cores; threads: MindSpore {ms.get_context('runtime_num_threads')}, "
+          f"PyTorch {torch.get_num_threads()}; {load()} at start")
 
     torch.manual_seed(0)
     reference = HunyuanVideoTransformer3DModel(**BENCH_MEDIUM).eval()
+    reference_bf16 = copy.deepcopy(reference).to(torch.bfloat16)
     rng = np.random.default_rng(0)
     latents = rng.standard_normal(LATENTS, dtype=np.float32)
     hidden = rng.standard_normal((1, TEXT_TOKENS, 4096), dtype=np.float32)
@@ -66,23 +151,48 @@ def main() -> None:
                   encoder_hidden_states=torch.from_numpy(hidden), encoder_attention_mask=torch.from_numpy(mask),
                   pooled_projections=torch.from_numpy(pooled), guidance=torch.tensor([scale]) * 1000.0,
                   return_dict=False)
+    inputs_bf16 = {name: value.to(torch.bfloat16) if torch.is_tensor(value) and value.is_floating_point() else value
+                   for name, value in inputs.items()}
 
     def run_reference() -> np.ndarray:
         with torch.no_grad():
             return reference(**inputs)[0].numpy()
 
+    def run_reference_bf16() -> np.ndarray:
+        with torch.no_grad():
+            return reference_bf16(**inputs_bf16)[0].float().numpy()
+
     def run_ours() -> np.ndarray:
         return ours(latents, timestep, text, guidance=scale)
 
-    diff = float(np.abs(run_ours() - run_reference()).max())
-    theirs_s = seconds(run_reference, args.repeats)
-    ours_s = seconds(run_ours, args.repeats)
-    print(f"bench-medium: 12x128 heads, 2 dual + 2 single blocks, latents {LATENTS}, "
-          f"{TEXT_TOKENS} text tokens ({args.real_tokens} real), fp32, torch threads {torch.get_num_threads()}")
-    print(f"diffusers (torch): median {statistics.median(theirs_s):.3f} s  ({listing(theirs_s)})")
-    print(f"ours (MindSpore):  median {statistics.median(ours_s):.3f} s  ({listing(ours_s)})")
-    print(f"ratio ours/diffusers: {statistics.median(ours_s) / statistics.median(theirs_s):.2f}; "
-          f"max abs diff {diff:.3g}")
+    expected = run_reference()
+    diff = float(np.abs(run_ours() - expected).max())
+    diff_bf16 = float(np.abs(run_reference_bf16() - expected).max())
+    forwards = {"diffusers fp32": run_reference, "diffusers bf16": run_reference_bf16, "ours fp32": run_ours}
+    times = interleaved({**forwards, **matmul_runs()}, args.repeats)
+    median = {name: statistics.median(samples) for name, samples in times.items()}
+    peaks = matmul_peaks(median)
+    flops = forward_flops(ours.config, LATENTS, int(mask.any(axis=0).sum()))
+    reference_flops = forward_flops(ours.config, LATENTS, TEXT_TOKENS)
+
+    print(f"bench-medium: 12x128 heads, 2 dual + 2 single blocks, 2 refiner blocks, latents {LATENTS}, "
+          f"{TEXT_TOKENS} text tokens ({args.real_tokens} real), {args.repeats} interleaved rounds")
+    for name in forwards:
+        samples = times[name]
+        print(f"{name:15s} median {median[name]:7.3f} s  ({', '.join(f'{t:.3f}' for t in samples)})")
+    print(f"ratio ours/diffusers fp32: {median['ours fp32'] / median['diffusers fp32']:.2f}; "
+          f"ours/diffusers bf16: {median['ours fp32'] / median['diffusers bf16']:.2f}; "
+          f"max abs diff ours vs diffusers fp32 {diff:.3g} (diffusers bf16 vs fp32 {diff_bf16:.3g})")
+    print(f"dense fp32 matmul peak: MindSpore {peaks['MindSpore']:.0f} GFLOP/s, "
+          f"PyTorch {peaks['PyTorch']:.0f} GFLOP/s (best median over M x K x N in {PEAK_SHAPES}, "
+          f"timed in the same rounds)")
+    ours_rate = flops / median["ours fp32"] / 1e9
+    reference_rate = reference_flops / median["diffusers fp32"] / 1e9
+    print(f"forward FLOPs: ours {flops / 1e9:.1f} G, diffusers {reference_flops / 1e9:.1f} G "
+          f"(diffusers attends to padding too)")
+    print(f"achieved: ours {ours_rate:.0f} GFLOP/s = {ours_rate / peaks['MindSpore']:.2f} of MindSpore's peak; "
+          f"diffusers fp32 {reference_rate:.0f} GFLOP/s = {reference_rate / peaks['PyTorch']:.2f} of PyTorch's peak")
+    print(f"{load()} at end")
 
 
 if __name__ == "__main__":

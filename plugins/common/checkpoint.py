@@ -1,9 +1,9 @@
-"""Reading diffusers/transformers checkpoint folders: safetensors only, memory-mapped.
+"""Reading diffusers/transformers checkpoint folders: safetensors only.
 
 A component folder holds ``config.json`` and either one ``*.safetensors`` file or
 shards listed by a ``*.safetensors.index.json``. Every header is read and checked
 against the names and shapes a model expects before any tensor data is touched;
-tensors are then read one at a time from memory-mapped files.
+tensors are then read one at a time.
 """
 
 from __future__ import annotations
@@ -147,16 +147,21 @@ class Checkpoint:
             raise CheckpointError("\n".join(lines))
 
     def read(self, name: str) -> np.ndarray:
-        """One tensor as a float32 (or integer/bool) array; bf16 widens to float32."""
+        """One tensor as a float32 (or integer/bool) array; bf16 widens to float32.
+
+        The bytes are read straight into the array (no memory map, whose pages would
+        count towards the process's memory while mapped, and no second copy)."""
         record = self.records[name]
-        count = int(np.prod(record.shape, dtype=np.int64))
-        raw = np.memmap(record.file, dtype=_DTYPES[record.dtype], mode="r",
-                        offset=record.start, shape=(count,))
+        array = np.empty(record.shape, dtype=_DTYPES[record.dtype])
+        with open(record.file, "rb") as handle:
+            handle.seek(record.start)
+            got = handle.readinto(array.reshape(-1).view(np.uint8))
+        if got != record.end - record.start:
+            raise CheckpointError(f"{record.file}: tensor {name!r} has {record.end - record.start} bytes "
+                                  f"in the header but {got} in the file")
         if record.dtype == "BF16":
-            array = (raw.astype(np.uint32) << 16).view(np.float32)
-        else:
-            array = np.array(raw)
-        return array.reshape(record.shape)
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        return array
 
     def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
         """Every tensor, one at a time, file by file in storage order."""

@@ -2,7 +2,13 @@
 
 MindSpore's own ``nn.LayerNorm``/``nn.GroupNorm`` name their parameters
 ``gamma``/``beta`` and several ``mint`` ops have no CPU kernel, so the norms
-here are written with elementary ops and keep PyTorch's ``weight``/``bias``.
+here keep PyTorch's ``weight``/``bias`` and are written for the CPU kernels, which
+are fast on 2D operands of equal shapes and slow elsewhere. Measured at the
+bench-medium sizes (2.4M to 9.4M elements): a bias added by broadcasting takes 5x as
+long as ``BiasAdd``; a mean over the last axis of a 4D tensor takes 40x as long as
+over a 2D one; ``rsqrt`` costs about 13 ns an element, so it is taken once per row.
+So rows are flattened to 2D, statistics are taken per row, and per-row or
+per-channel factors are tiled to the full shape before they multiply.
 """
 
 from __future__ import annotations
@@ -32,6 +38,28 @@ def _zeros(size: int) -> Parameter:
     return Parameter(Tensor(np.zeros(size, np.float32)))
 
 
+def _rows(x: Tensor) -> Tensor:
+    """``x`` as a 2D ``[rows, last dim]`` tensor."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _normalize(rows: Tensor, eps: float, centre: bool) -> Tensor:
+    """Each row scaled to unit mean square, after subtracting its mean if ``centre``."""
+    width = rows.shape[1]
+    if centre:
+        rows = rows - ops.tile(rows.mean(-1, keep_dims=True), (1, width))
+    inverse = ops.rsqrt((rows * rows).mean(-1, keep_dims=True) + eps)
+    return rows * ops.tile(inverse, (1, width))
+
+
+def _affine(rows: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    if weight is not None:
+        rows = rows * ops.tile(weight.astype(rows.dtype).reshape(1, -1), (rows.shape[0], 1))
+    if bias is not None:
+        rows = ops.bias_add(rows, bias.astype(rows.dtype))
+    return rows
+
+
 class LayerNorm(nn.Cell):
     """LayerNorm over the last dim; ``weight``/``bias`` only if ``elementwise_affine``."""
 
@@ -43,14 +71,8 @@ class LayerNorm(nn.Cell):
         self.bias = _zeros(dim) if elementwise_affine and bias else None
 
     def construct(self, x: Tensor) -> Tensor:
-        mean = x.mean(-1, keep_dims=True)
-        centred = x - mean
-        out = centred * ops.rsqrt((centred * centred).mean(-1, keep_dims=True) + self.eps)
-        if self.weight is not None:
-            out = out * self.weight
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+        out = _affine(_normalize(_rows(x), self.eps, centre=True), self.weight, self.bias)
+        return out.reshape(x.shape)
 
 
 class RMSNorm(nn.Cell):
@@ -62,12 +84,8 @@ class RMSNorm(nn.Cell):
         self.weight = _ones(dim) if elementwise_affine else None
 
     def construct(self, x: Tensor) -> Tensor:
-        dtype = x.dtype
-        x32 = x.float()
-        out = x32 * ops.rsqrt((x32 * x32).mean(-1, keep_dims=True) + self.eps)
-        if self.weight is not None:
-            out = out * self.weight.float()
-        return out.astype(dtype)
+        out = _affine(_normalize(_rows(x).float(), self.eps, centre=False), self.weight, None)
+        return out.reshape(x.shape).astype(x.dtype)
 
 
 class GroupNorm(nn.Cell):
@@ -85,9 +103,19 @@ class GroupNorm(nn.Cell):
         return mint.nn.functional.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
-def Linear(in_features: int, out_features: int, bias: bool = True) -> nn.Cell:  # noqa: N802
-    """A dense layer with PyTorch's ``weight [out, in]``/``bias`` names."""
-    return mint.nn.Linear(in_features, out_features, bias=bias)
+class Linear(mint.nn.Linear):
+    """``mint.nn.Linear`` (PyTorch's ``weight [out, in]``/``bias`` names and initialisation)
+    computed as one 2D ``MatMul`` against the untransposed weight and a ``BiasAdd``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.matmul = ops.MatMul(transpose_b=True)
+
+    def construct(self, x: Tensor) -> Tensor:
+        out = self.matmul(_rows(x), self.weight)
+        if self.bias is not None:
+            out = ops.bias_add(out, self.bias)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:

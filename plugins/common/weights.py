@@ -25,14 +25,17 @@ def load_weights(cell: nn.Cell, folder: str | Path, what: str = "model") -> None
     """Fill ``cell``'s parameters from ``folder``, a lookup by name.
 
     Names and shapes are checked against the safetensors headers first, so a
-    checkpoint that does not fit fails before any tensor is read.
+    checkpoint that does not fit fails before any tensor is read. Each array read
+    from the file becomes its parameter's storage (``from_numpy`` shares it; a dtype
+    that differs is cast), so a tensor is copied once, from the file into memory.
+    Parameters built under ``mindspore.nn.utils.no_init_parameters`` are never
+    materialised with random values: loading them costs only the checkpoint's bytes.
     """
     checkpoint = Checkpoint(folder)
     params = dict(cell.parameters_and_names())
     checkpoint.check({name: tuple(p.shape) for name, p in params.items()}, what)
     for name, array in checkpoint.tensors():
-        param = params[name]
-        param.set_data(ms.Tensor(array, dtype=param.dtype))
+        params[name].set_data(ms.from_numpy(array))
 
 
 def seed_parameters(cell: nn.Cell, seed: int) -> None:

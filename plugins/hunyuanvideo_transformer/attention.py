@@ -8,10 +8,16 @@ they are without slicing the sequence.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from mindspore import Tensor, mint, nn, ops
 
-from plugins.common.layers import Linear, RMSNorm, attention
+from plugins.common.layers import Linear, RMSNorm
+
+_LOWEST = float(np.finfo(np.float32).min)
+_MATMUL = ops.MatMul()
+_MATMUL_NT = ops.MatMul(transpose_b=True)
 
 
 def pair_swap(head_dim: int) -> Tensor:
@@ -28,12 +34,6 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, swap: Tensor) -> Tensor:
     ``x``'s shape. (A gather is several times faster than a flip or a stack on CPU.)
     """
     return x * cos + ops.gather(x, swap, 3) * sin
-
-
-def _merge_heads(x: Tensor) -> Tensor:
-    """``[B, H, S, D]`` -> ``[B, S, H*D]``."""
-    batch, heads, length, dim = x.shape
-    return x.swapaxes(1, 2).reshape(batch, length, heads * dim)
 
 
 class _Heads(nn.Cell):
@@ -58,9 +58,30 @@ class _Heads(nn.Cell):
 
 
 def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
-    """``[B, S, H, D]`` in, ``[B, S, H*D]`` out."""
-    out = attention(query.swapaxes(1, 2), key.swapaxes(1, 2), value.swapaxes(1, 2), mask)
-    return _merge_heads(out)
+    """Scaled dot-product attention, ``[B, S, H, D]`` in, ``[B, S, H*D]`` out, in float32.
+
+    ``mask [B, 1, 1, Lk]`` is True where a key may be attended to; a masked score is
+    the lowest finite value, not -inf, so a fully masked row stays finite (uniform).
+    It runs one head at a time on 2D matmuls, which MindSpore's CPU backend does about
+    1.4x faster than batched matmuls over all heads at once (measured at 12 x 1536 x 128).
+    """
+    batch, length, heads, dim = query.shape
+    dtype = query.dtype
+    query = (query.float() * (1.0 / math.sqrt(dim))).swapaxes(1, 2)
+    key, value = key.float().swapaxes(1, 2), value.float().swapaxes(1, 2)
+    items = []
+    for b in range(batch):
+        hidden = None
+        if mask is not None:
+            hidden = ops.tile(ops.logical_not(mask[b].reshape(1, -1)), (length, 1))
+        outputs = []
+        for h in range(heads):
+            scores = _MATMUL_NT(query[b, h], key[b, h])
+            if hidden is not None:
+                scores = ops.masked_fill(scores, hidden, Tensor(_LOWEST, scores.dtype))
+            outputs.append(_MATMUL(mint.softmax(scores, -1), value[b, h]))
+        items.append(ops.stack(outputs, 1))
+    return ops.stack(items).reshape(batch, length, heads * dim).astype(dtype)
 
 
 class RefinerAttention(_Heads):

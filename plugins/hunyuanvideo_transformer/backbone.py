@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
+from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
 from plugins.common.runtime import dispatch_synchronously_on_cpu
@@ -34,7 +35,11 @@ class HunyuanVideoTransformer:
         dispatch_synchronously_on_cpu()
         self.config = config
         self.dtype = ms_dtype(config.dtype)
-        self.network = HunyuanVideoTransformer3D(config)
+        if weights is None:
+            self.network = HunyuanVideoTransformer3D(config)
+        else:  # no random initial values: the checkpoint replaces them all
+            with no_init_parameters():
+                self.network = HunyuanVideoTransformer3D(config)
         self.network.set_train(False)
         for param in self.network.get_parameters():
             param.set_dtype(self.dtype)
