@@ -30,7 +30,7 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
-from mindspore import mint, nn, ops
+from mindspore import nn, ops
 
 from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
 from plugins.hunyuanvideo_fbcache.config import FirstBlockCacheTransformerConfig
@@ -80,34 +80,20 @@ class FirstBlockCachedNetwork(nn.Cell):
     def construct(self, patches: ms.Tensor, timestep_sin: ms.Tensor, guidance_sin: ms.Tensor | None,
                   text: ms.Tensor, real: ms.Tensor, pooled: ms.Tensor, cos: ms.Tensor, sin: ms.Tensor,
                   text_mask: ms.Tensor | None, joint_mask: ms.Tensor | None) -> ms.Tensor:
-        temb = self.time_text_embed(timestep_sin, pooled, guidance_sin)
-        multiples = (patches.shape[0], 1, self.heads, 1)
-        cos, sin = ops.tile(cos, multiples), ops.tile(sin, multiples)
-        video = self.x_embedder(patches)
-        text = self.context_embedder(text, timestep_sin, real, text_mask)
+        # The network's own steps, on the shared cells this cell holds under the same names.
+        video, text, temb, cos, sin = HunyuanVideoTransformer3D.embed(
+            self, patches, timestep_sin, guidance_sin, text, real, pooled, cos, sin, text_mask)
         dual, single = list(self.transformer_blocks), list(self.single_transformer_blocks)
-        length = video.shape[1]
-        joint = None
-        head_input = video
-        if dual:
-            video, text = dual.pop(0)(video, text, temb, cos, sin, joint_mask)
-        elif single:
-            joint = single.pop(0)(mint.cat([video, text], 1), temb, cos, sin, joint_mask)
-            video = joint[:, :length]
-        else:
+        if not dual and not single:
             return self.proj_out(self.norm_out(video, temb))
-
+        head, tail = ((dual[:1], []), (dual[1:], single)) if dual else (([], single[:1]), ([], single[1:]))
+        head_input = video
+        video, text = HunyuanVideoTransformer3D.run_blocks(*head, video, text, temb, cos, sin, joint_mask)
         if self._reuse(video - head_input):
             video = video + self.trajectory.tail_residual
         else:
             head_output = video
-            for block in dual:
-                video, text = block(video, text, temb, cos, sin, joint_mask)
-            if single:
-                joint = mint.cat([video, text], 1) if joint is None else joint
-                for block in single:
-                    joint = block(joint, temb, cos, sin, joint_mask)
-                video = joint[:, :length]
+            video, text = HunyuanVideoTransformer3D.run_blocks(*tail, video, text, temb, cos, sin, joint_mask)
             self.trajectory.tail_residual = video - head_output
         return self.proj_out(self.norm_out(video, temb))
 

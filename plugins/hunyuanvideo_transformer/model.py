@@ -43,17 +43,33 @@ class HunyuanVideoTransformer3D(nn.Cell):
         ``real [B, L, 1]`` marks real text tokens; ``text_mask [B, 1, 1, L]`` and
         ``joint_mask [B, 1, 1, N + L]`` are the attention key masks (None: no padding).
         """
+        video, text, temb, cos, sin = self.embed(patches, timestep_sin, guidance_sin, text, real, pooled, cos, sin,
+                                                 text_mask)
+        video, text = self.run_blocks(list(self.transformer_blocks), list(self.single_transformer_blocks),
+                                      video, text, temb, cos, sin, joint_mask)
+        return self.proj_out(self.norm_out(video, temb))
+
+    def embed(self, patches: Tensor, timestep_sin: Tensor, guidance_sin: Tensor | None, text: Tensor,
+              real: Tensor, pooled: Tensor, cos: Tensor, sin: Tensor,
+              text_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Before the blocks: video tokens, refined text, the conditioning ``temb``, and the rotary
+        tables tiled to the batch and heads."""
         temb = self.time_text_embed(timestep_sin, pooled, guidance_sin)
         rope_shape = (patches.shape[0], cos.shape[1], self.heads, cos.shape[3])
         cos, sin = expand(cos, rope_shape), expand(sin, rope_shape)
-        video = self.x_embedder(patches)
-        text = self.context_embedder(text, timestep_sin, real, text_mask)
-        for block in self.transformer_blocks:
+        return self.x_embedder(patches), self.context_embedder(text, timestep_sin, real, text_mask), temb, cos, sin
+
+    @staticmethod
+    def run_blocks(dual: list[nn.Cell], single: list[nn.Cell], video: Tensor, text: Tensor, temb: Tensor,
+                   cos: Tensor, sin: Tensor, joint_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Some dual-stream blocks, then some single-stream blocks on the joint sequence;
+        the video and text tokens after them."""
+        for block in dual:
             video, text = block(video, text, temb, cos, sin, joint_mask)
-        length = video.shape[1]
-        if len(self.single_transformer_blocks) > 0:
+        if single:
+            length = video.shape[1]
             joint = mint.cat([video, text], 1)
-            for block in self.single_transformer_blocks:
+            for block in single:
                 joint = block(joint, temb, cos, sin, joint_mask)
-            video = joint[:, :length]
-        return self.proj_out(self.norm_out(video, temb))
+            video, text = joint[:, :length], joint[:, length:]
+        return video, text
