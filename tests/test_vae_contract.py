@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 import zoo
 from contracts import Autoencoder, ContractError
+from plugins.common.weights import save_weights
 from registry import ComponentOptionsError
 from zoo.testkit import properties
 
@@ -115,6 +117,7 @@ def test_enable_tiling_refuses_bad_sizes(options, message):
     ({"temporal_compression_ratio": 8}, "temporal_compression_ratio"),
     ({"in_channels": 4}, "in_channels"),
     ({"tile_size": 8}, "tile_size"),
+    ({"tiling": {"tile_height": 64}}, "unknown tiling argument"),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(ComponentOptionsError, match=message):
@@ -133,3 +136,18 @@ def test_disabling_tiling_and_slicing_restores_the_plain_result():
     vae.disable_slicing()
     assert (vae.use_tiling, vae.use_slicing) == (False, False)
     np.testing.assert_array_equal(vae.encode(video), plain)
+
+
+def test_tiling_and_slicing_as_options_switch_them_on_at_build(tmp_path):
+    save_weights(make().model, tmp_path)  # both builds below get the same weights
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    tiles = {"tile_sample_min_height": 8, "tile_sample_min_width": 8, "tile_sample_stride_height": 8,
+             "tile_sample_stride_width": 8}
+    vae = zoo.load_component("autoencoder", "hunyuanvideo-vae", weights=tmp_path, tiling=tiles, slicing=True)
+    assert (vae.use_tiling, vae.use_slicing) == (True, True)
+    by_hand = zoo.load_component("autoencoder", "hunyuanvideo-vae", weights=tmp_path)
+    video = np.random.default_rng(2).uniform(-1, 1, (2, 3, 5, 16, 16)).astype(np.float32)
+    untiled = by_hand.encode(video)
+    by_hand.enable_tiling(**tiles)
+    np.testing.assert_allclose(vae.encode(video), by_hand.encode(video), atol=1e-6)  # sliced: per item
+    assert np.abs(untiled - by_hand.encode(video)).max() > 1e-3  # the tiles are small enough to matter

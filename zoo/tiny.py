@@ -102,7 +102,7 @@ def write_tiny_pipeline(folder: Path) -> None:
     _write_json(folder / "transformer" / "config.json", {
         "_class_name": "HunyuanVideoTransformer3DModel", **transformer_config.model_dump(exclude={"dtype"})})
     _write_json(folder / "vae" / "config.json", {
-        "_class_name": "AutoencoderKLHunyuanVideo", **vae_config.model_dump()})
+        "_class_name": "AutoencoderKLHunyuanVideo", **vae_config.model_dump(exclude={"tiling", "slicing"})})
     _write_json(folder / "scheduler" / "scheduler_config.json", {
         "_class_name": "FlowMatchEulerDiscreteScheduler", **SCHEDULER})
     llama.save_pretrained(folder / "text_encoder")

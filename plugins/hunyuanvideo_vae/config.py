@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from contracts import ComponentConfig
 
+TILING_ARGUMENTS = ("tile_sample_min_height", "tile_sample_min_width", "tile_sample_min_num_frames",
+                    "tile_sample_stride_height", "tile_sample_stride_width", "tile_sample_stride_num_frames")
 DOWN_BLOCK = "HunyuanVideoDownBlock3D"
 UP_BLOCK = "HunyuanVideoUpBlock3D"
 
@@ -38,6 +40,18 @@ class HunyuanVideoVAEConfig(ComponentConfig):
     spatial_compression_ratio: Literal[2, 4, 8, 16, 32] = 8
     temporal_compression_ratio: Literal[4] = 4
     mid_block_add_attention: bool = True
+    # Ours, not diffusers': switched on at build time, so a spec can ask for a tiled or sliced VAE.
+    tiling: dict[str, int] | None = Field(
+        None, description="enable_tiling() at build, with these of its arguments ({} for its defaults)")
+    slicing: bool = Field(False, description="enable_slicing() at build: decode a batch one video at a time")
+
+    @field_validator("tiling")
+    @classmethod
+    def _tiling_arguments(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        unknown = sorted(set(value or {}) - set(TILING_ARGUMENTS))
+        if unknown:
+            raise ValueError(f"unknown tiling argument(s) {unknown}; enable_tiling takes {', '.join(TILING_ARGUMENTS)}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> HunyuanVideoVAEConfig:

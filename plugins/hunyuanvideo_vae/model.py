@@ -60,6 +60,10 @@ class HunyuanVideoVAE:
         self.use_framewise_encoding = True
         self.use_framewise_decoding = True
         self.tiles = TileSizes()
+        if config.tiling is not None:
+            self.enable_tiling(**config.tiling)
+        if config.slicing:
+            self.enable_slicing()
 
     def enable_tiling(self, tile_sample_min_height: int | None = None,
                       tile_sample_min_width: int | None = None,
