@@ -100,12 +100,12 @@ def plan(spec: PipelineSpec) -> Plan:
 def assemble(spec: PipelineSpec | dict[str, Any] | str | Path) -> TextToVideoPipeline:
     """Build every component of ``spec`` (a ``PipelineSpec``, a dict, a spec file or a preset name),
     after ``plan`` has checked all of it."""
-    return build(*as_spec(spec))
+    resolved, defaults = as_spec(spec)
+    return build(plan(resolved), defaults)
 
 
-def build(spec: PipelineSpec, defaults: dict[str, Any]) -> TextToVideoPipeline:
-    """``assemble`` of a resolved spec, with the generation ``defaults`` of its preset."""
-    checked = plan(spec)
+def build(checked: Plan, defaults: dict[str, Any]) -> TextToVideoPipeline:
+    """The pipeline of a checked plan, with the generation ``defaults`` of its preset."""
     components = {kind: entry.build(checked.configs[kind], checked.weights[kind])
                   for kind, entry in checked.entries.items()}
-    return TextToVideoPipeline(spec=spec, defaults=defaults, **components)
+    return TextToVideoPipeline(spec=checked.spec, defaults=defaults, **components)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from contracts import KINDS
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
-from zoo.pipeline import DIFFUSERS_DEFAULTS
 
 
 def table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
@@ -128,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from zoo.assembly import build, plan
     from zoo.export import check_output_path, export_video
-    from zoo.pipeline import as_prompts, check_inputs
+    from zoo.pipeline import as_prompts, check_inputs, generation_settings
     from zoo.pretrained import resolve_model
 
     as_prompts(args.prompt)
@@ -141,13 +140,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         scheduler.options = {**scheduler.options, "shift": args.shift}
     backbone.options = {**backbone.options, **parse_options(args.backbone_option)}
     spec = spec.replace(scheduler=scheduler, backbone=backbone)
-    given = {"height": args.height, "width": args.width, "num_frames": args.frames,
-             "num_inference_steps": args.steps}
-    settings = {**DIFFUSERS_DEFAULTS, **defaults, **{k: v for k, v in given.items() if v is not None}}
-    check_inputs(plan(spec).configs["autoencoder"], settings["num_frames"], settings["height"],
+    settings = generation_settings(defaults, height=args.height, width=args.width, num_frames=args.frames,
+                                   num_inference_steps=args.steps)
+    checked = plan(spec)
+    check_inputs(checked.configs["autoencoder"], settings["num_frames"], settings["height"],
                  settings["width"], settings["num_inference_steps"])
     print(f"loading {args.model}", file=sys.stderr)
-    pipe = build(spec, defaults)
+    pipe = build(checked, defaults)
     result = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
                   true_cfg_scale=args.true_cfg, seed=args.seed, **settings)
     export_video(result.frames[0], out, fps=args.fps)

@@ -20,6 +20,11 @@ from contracts import PipelineSpec, TextEmbeddings, check_latents
 DIFFUSERS_DEFAULTS = {"height": 720, "width": 1280, "num_frames": 129, "num_inference_steps": 50}
 
 
+def generation_settings(defaults: dict[str, Any], **given: int | None) -> dict[str, int]:
+    """Height, width, frames and steps: those given, else the preset's ``defaults``, else diffusers'."""
+    return {**DIFFUSERS_DEFAULTS, **defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     """``frames``: uint8 ``[B, F, H, W, 3]``; ``latents``: the denoised latents, unscaled."""
@@ -105,11 +110,10 @@ class TextToVideoPipeline:
         num_videos_per_prompt: int = 1,
         progress: bool = True,
     ) -> GenerationResult:
-        settings = {**DIFFUSERS_DEFAULTS, **self.defaults}
-        height = settings["height"] if height is None else height
-        width = settings["width"] if width is None else width
-        num_frames = settings["num_frames"] if num_frames is None else num_frames
-        num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        settings = generation_settings(self.defaults, height=height, width=width, num_frames=num_frames,
+                                       num_inference_steps=num_inference_steps)
+        height, width = settings["height"], settings["width"]
+        num_frames, num_inference_steps = settings["num_frames"], settings["num_inference_steps"]
         prompts = as_prompts(prompt)
         check_inputs(self.autoencoder.config, num_frames, height, width, num_inference_steps)
         batch = len(prompts) * num_videos_per_prompt

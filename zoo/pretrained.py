@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import PipelineSpec
-from zoo.assembly import build
+from zoo.assembly import build, plan
 from zoo.pipeline import TextToVideoPipeline
 from zoo.presets import PRESETS
 
@@ -96,4 +96,5 @@ def from_pretrained(model: str | Path, **kinds: str | dict[str, Any]) -> TextToV
     """A pipeline from a preset name, a diffusers pipeline folder, or a Hugging Face repo id
     already in the local cache. ``kinds`` swap components by name, e.g. ``scheduler="flow-match-heun"``.
     """
-    return build(*resolve_model(model, **kinds))
+    spec, defaults = resolve_model(model, **kinds)
+    return build(plan(spec), defaults)
