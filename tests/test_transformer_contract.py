@@ -15,6 +15,7 @@ import zoo
 import zoo.testkit.backbone  # noqa: F401 - registers the backbone properties
 from contracts import ContractError, TextEmbeddings
 from plugins.common.checkpoint import CheckpointError
+from plugins.common.options import PRECISION_OPTIONS
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from zoo.testkit.core import PROPERTIES
@@ -100,7 +101,7 @@ def test_guidance_is_ignored_without_guidance_embedding():
     (dict(out_channels=4), "must equal in_channels"),
     (dict(image_condition_type="token_replace"), "text-to-video"),
     (dict(num_layer=3), "did you mean 'num_layers'"),
-    (dict(dtype="float64"), "dtype"),
+    (dict(weight_dtype="float64"), "weight_dtype"),
 ])
 def test_bad_options_are_refused_by_name(options, expected):
     with pytest.raises(zoo.ComponentOptionsError, match=expected):
@@ -137,17 +138,12 @@ def test_defaults_and_names_are_diffusers_config():
     defaults = {name: param.default for name, param in
                 inspect.signature(HunyuanVideoTransformer3DModel.__init__).parameters.items() if name != "self"}
     ours = HunyuanVideoTransformerConfig().model_dump()
-    assert set(ours) - set(defaults) == {"dtype"}
+    assert set(ours) - set(defaults) == set(PRECISION_OPTIONS)
     assert {name: ours[name] for name in defaults} == {k: (tuple(v) if isinstance(v, list) else v)
                                                        for k, v in defaults.items()}
     saved = dict(HunyuanVideoTransformer3DModel(**TINY).config)
-    assert HunyuanVideoTransformerConfig.from_saved(saved).model_dump(exclude={"dtype"}) == {
+    assert HunyuanVideoTransformerConfig.from_saved(saved).model_dump(exclude=set(PRECISION_OPTIONS)) == {
         k: v for k, v in saved.items() if not k.startswith("_")}
-
-
-def test_dtype_option_casts_the_parameters():
-    params = tiny_backbone(dtype="bfloat16").network.get_parameters()
-    assert {str(p.dtype) for p in params} == {"BFloat16"}
 
 
 def test_plugin_listing_does_not_import_mindspore():

@@ -78,6 +78,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_tiny_pipeline(folder: Path) -> None:
     """Write the tiny pipeline into ``folder`` in diffusers' layout."""
+    from plugins.common.options import PRECISION_OPTIONS
     from plugins.common.weights import save_weights, seed_parameters
     from plugins.hunyuanvideo_text.clip_encoder import ClipTextEncoder
     from plugins.hunyuanvideo_text.config import ClipEncoderConfig, LlamaEncoderConfig
@@ -99,10 +100,11 @@ def write_tiny_pipeline(folder: Path) -> None:
                                                  ("text_encoder", llama_model), ("text_encoder_2", clip_model)]):
         seed_parameters(cell, SEED + offset)
         save_weights(cell, folder / subfolder)
+    ours = set(PRECISION_OPTIONS)  # options of ours, not diffusers' config keys
     _write_json(folder / "transformer" / "config.json", {
-        "_class_name": "HunyuanVideoTransformer3DModel", **transformer_config.model_dump(exclude={"dtype"})})
+        "_class_name": "HunyuanVideoTransformer3DModel", **transformer_config.model_dump(exclude=ours)})
     _write_json(folder / "vae" / "config.json", {
-        "_class_name": "AutoencoderKLHunyuanVideo", **vae_config.model_dump(exclude={"tiling", "slicing"})})
+        "_class_name": "AutoencoderKLHunyuanVideo", **vae_config.model_dump(exclude={*ours, "tiling", "slicing"})})
     _write_json(folder / "scheduler" / "scheduler_config.json", {
         "_class_name": "FlowMatchEulerDiscreteScheduler", **SCHEDULER})
     llama.save_pretrained(folder / "text_encoder")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +146,13 @@ class Checkpoint:
                 lines.append(f"  {label} ({len(items)}): {shown}{more}")
             raise CheckpointError("\n".join(lines))
 
-    def read(self, name: str) -> np.ndarray:
-        """One tensor as a float32 (or integer/bool) array; bf16 widens to float32.
+    @property
+    def nbytes(self) -> int:
+        """The tensors' stored bytes."""
+        return sum(record.end - record.start for record in self.records.values())
+
+    def read_stored(self, name: str) -> np.ndarray:
+        """One tensor at its stored precision (bf16 as its uint16 bits, numpy having no bf16).
 
         The bytes are read straight into the array (no memory map, whose pages would
         count towards the process's memory while mapped, and no second copy)."""
@@ -159,11 +164,8 @@ class Checkpoint:
         if got != record.end - record.start:
             raise CheckpointError(f"{record.file}: tensor {name!r} has {record.end - record.start} bytes "
                                   f"in the header but {got} in the file")
-        if record.dtype == "BF16":
-            array = (array.astype(np.uint32) << 16).view(np.float32)
         return array
 
-    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
-        """Every tensor, one at a time, file by file in storage order."""
-        for name in sorted(self.records, key=lambda n: (self.records[n].file, self.records[n].start)):
-            yield name, self.read(name)
+    def in_storage_order(self) -> list[str]:
+        """The tensor names, file by file in storage order (sequential reads)."""
+        return sorted(self.records, key=lambda n: (self.records[n].file, self.records[n].start))

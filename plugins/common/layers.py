@@ -18,6 +18,8 @@ import math
 import numpy as np
 from mindspore import Parameter, Tensor, mint, nn, ops
 
+from plugins.common.precision import computable
+
 
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU, tanh approximation, from elementary ops: PyTorch's formula, and on CPU about
@@ -52,11 +54,11 @@ def _normalize(rows: Tensor, eps: float, centre: bool) -> Tensor:
     return rows * ops.tile(inverse, (1, width))
 
 
-def _affine(rows: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+def _affine(rows: Tensor, weight: Parameter | None, bias: Parameter | None) -> Tensor:
     if weight is not None:
-        rows = rows * ops.tile(weight.astype(rows.dtype).reshape(1, -1), (rows.shape[0], 1))
+        rows = rows * ops.tile(computable(weight, rows.dtype).reshape(1, -1), (rows.shape[0], 1))
     if bias is not None:
-        rows = ops.bias_add(rows, bias.astype(rows.dtype))
+        rows = ops.bias_add(rows, computable(bias, rows.dtype))
     return rows
 
 
@@ -100,21 +102,24 @@ class GroupNorm(nn.Cell):
         self.bias = _zeros(num_channels) if affine else None
 
     def construct(self, x: Tensor) -> Tensor:
-        return mint.nn.functional.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        weight = None if self.weight is None else computable(self.weight, x.dtype)
+        bias = None if self.bias is None else computable(self.bias, x.dtype)
+        return mint.nn.functional.group_norm(x, self.num_groups, weight, bias, self.eps)
 
 
 class Linear(mint.nn.Linear):
     """``mint.nn.Linear`` (PyTorch's ``weight [out, in]``/``bias`` names and initialisation)
-    computed as one 2D ``MatMul`` against the untransposed weight and a ``BiasAdd``."""
+    computed as one 2D ``MatMul`` against the untransposed weight and a ``BiasAdd``, with the
+    weights widened to the input's dtype (see ``precision``)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x: Tensor) -> Tensor:
-        out = self.matmul(_rows(x), self.weight)
+        out = self.matmul(_rows(x), computable(self.weight, x.dtype))
         if self.bias is not None:
-            out = ops.bias_add(out, self.bias)
+            out = ops.bias_add(out, computable(self.bias, x.dtype))
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

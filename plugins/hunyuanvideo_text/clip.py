@@ -8,8 +8,8 @@ import numpy as np
 from mindspore import Tensor, nn
 from transformers import CLIPTextConfig
 
-from plugins.common.layers import LayerNorm, attention, gelu, gelu_tanh
-from plugins.hunyuanvideo_text.layers import Embedding, Linear
+from plugins.common.layers import LayerNorm, Linear, attention, gelu, gelu_tanh
+from plugins.hunyuanvideo_text.layers import Embedding
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * (1.702 * x).sigmoid(),

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 from mindspore import Tensor
+from mindspore.nn.utils import no_init_parameters
 from transformers import CLIPTextConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
 from plugins.common.checkpoint import Checkpoint
-from plugins.common.runtime import dispatch_synchronously_on_cpu
+from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.clip import CLIPTextModel, CLIPTextTransformer, pooled_positions
 from plugins.hunyuanvideo_text.config import ClipEncoderConfig
@@ -35,13 +36,15 @@ class ClipTextEncoder:
         if not isinstance(model_config.eos_token_id, int):
             raise ValueError(f"hunyuanvideo-clip: eos_token_id must be one int, "
                              f"got {model_config.eos_token_id!r}")
+        compute_dtype(config.compute_dtype)  # refuses a dtype this device cannot compute in
         if model_folder is None:
             self.model = CLIPTextTransformer(model_config)
             randomize(self.model, config.seed, model_config.initializer_range)
-        else:
+        else:  # no random initial values: the checkpoint replaces them all
             prefixed = any(name.startswith("text_model.") for name in Checkpoint(model_folder).records)
-            self.model = CLIPTextModel(model_config) if prefixed else CLIPTextTransformer(model_config)
-            load_weights(self.model, model_folder, "CLIP text encoder")
+            with no_init_parameters():
+                self.model = CLIPTextModel(model_config) if prefixed else CLIPTextTransformer(model_config)
+            load_weights(self.model, model_folder, "CLIP text encoder", config.weight_dtype, config.stream_weights)
 
     def encode(self, prompts: Sequence[str] | str) -> TextEmbeddings:
         prompts = prompt_list(prompts)

@@ -1,52 +1,34 @@
-"""Layers the text encoders need beyond ``plugins.common.layers``.
-
-Parameters start as zeros that MindSpore allocates lazily, so building an 8B
-model before loading its checkpoint costs no random initialisation. They may be
-stored in a narrower dtype than the float32 they compute in: the CPU backend has
-no bf16/fp16 matmul, and float32 storage of the 8B LLaMA does not fit in 24 GiB.
-"""
+"""Layers the text encoders need beyond ``plugins.common.layers``."""
 
 from __future__ import annotations
 
 import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor, mint, nn, ops
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-
-def zeros(shape: tuple[int, ...], dtype: ms.dtype = ms.float32) -> Parameter:
-    return Parameter(initializer("zeros", shape, dtype))
-
-
-def as_float(x: Tensor) -> Tensor:
-    return x if x.dtype == ms.float32 else x.astype(ms.float32)
-
-
-class Linear(nn.Cell):
-    """A dense layer with PyTorch's ``weight [out, in]``/``bias`` names, computing in float32."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype: ms.dtype = ms.float32) -> None:
-        super().__init__()
-        self.weight = zeros((out_features, in_features), dtype)
-        self.bias = zeros((out_features,), dtype) if bias else None
-
-    def construct(self, x: Tensor) -> Tensor:
-        bias = None if self.bias is None else as_float(self.bias)
-        return mint.nn.functional.linear(x, as_float(self.weight), bias)
+from plugins.common.precision import Stored, store, stored_of, to_float32
 
 
 class Embedding(nn.Cell):
     """A lookup table named ``weight`` (MindSpore's own calls it ``embedding_table``).
 
-    The CPU backend cannot gather bf16, so a bf16 table is kept in float32."""
+    A loaded table is gathered on the host from its stored values and only the rows
+    looked up are widened: the CPU backend cannot gather bf16, and widening LLaMA-3's
+    128K-row table to float32 would cost 2 GB for a few hundred rows."""
 
-    def __init__(self, num_embeddings: int, dim: int, dtype: ms.dtype = ms.float32) -> None:
+    def __init__(self, num_embeddings: int, dim: int) -> None:
         super().__init__()
-        self.weight = zeros((num_embeddings, dim), ms.float32 if dtype == ms.bfloat16 else dtype)
+        self.weight = Parameter(initializer("zeros", (num_embeddings, dim), ms.float32))
 
     def construct(self, ids: Tensor) -> Tensor:
-        return as_float(ops.gather(self.weight, ids, 0))
+        stored = stored_of(self.weight)
+        if stored is None:
+            return ops.gather(self.weight, ids, 0)
+        rows = stored.array[ids.asnumpy()]
+        if stored.streamed:
+            stored.release()
+        return ms.from_numpy(to_float32(rows, stored.dtype))
 
 
 def randomize(cell: nn.Cell, seed: int, std: float) -> None:
@@ -60,4 +42,4 @@ def randomize(cell: nn.Cell, seed: int, std: float) -> None:
             value = np.ones(param.shape, np.float32)
         else:
             value = np.zeros(param.shape, np.float32)
-        param.set_data(Tensor(value, dtype=param.dtype))
+        store(param, Stored(value, "F32"))

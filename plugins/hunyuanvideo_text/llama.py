@@ -9,8 +9,8 @@ import numpy as np
 from mindspore import Tensor, mint, nn, ops
 from transformers import LlamaConfig
 
-from plugins.common.layers import RMSNorm, attention
-from plugins.hunyuanvideo_text.layers import Embedding, Linear
+from plugins.common.layers import Linear, RMSNorm, attention
+from plugins.hunyuanvideo_text.layers import Embedding
 
 
 def check_supported(config: LlamaConfig) -> None:
@@ -51,15 +51,15 @@ class Rotary:
 
 
 class LlamaAttention(nn.Cell):
-    def __init__(self, config: LlamaConfig, dtype: ms.dtype) -> None:
+    def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = head_dim(config)
         bias = config.attention_bias
-        self.q_proj = Linear(config.hidden_size, self.heads * self.head_dim, bias, dtype)
-        self.k_proj = Linear(config.hidden_size, self.kv_heads * self.head_dim, bias, dtype)
-        self.v_proj = Linear(config.hidden_size, self.kv_heads * self.head_dim, bias, dtype)
-        self.o_proj = Linear(self.heads * self.head_dim, config.hidden_size, bias, dtype)
+        self.q_proj = Linear(config.hidden_size, self.heads * self.head_dim, bias)
+        self.k_proj = Linear(config.hidden_size, self.kv_heads * self.head_dim, bias)
+        self.v_proj = Linear(config.hidden_size, self.kv_heads * self.head_dim, bias)
+        self.o_proj = Linear(self.heads * self.head_dim, config.hidden_size, bias)
 
     def _heads(self, x: Tensor, count: int) -> Tensor:
         batch, length = x.shape[:2]
@@ -84,22 +84,22 @@ class LlamaAttention(nn.Cell):
 
 
 class LlamaMLP(nn.Cell):
-    def __init__(self, config: LlamaConfig, dtype: ms.dtype) -> None:
+    def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         width, inner, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_proj = Linear(width, inner, bias, dtype)
-        self.up_proj = Linear(width, inner, bias, dtype)
-        self.down_proj = Linear(inner, width, bias, dtype)
+        self.gate_proj = Linear(width, inner, bias)
+        self.up_proj = Linear(width, inner, bias)
+        self.down_proj = Linear(inner, width, bias)
 
     def construct(self, x: Tensor) -> Tensor:
         return self.down_proj(ops.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class LlamaDecoderLayer(nn.Cell):
-    def __init__(self, config: LlamaConfig, dtype: ms.dtype) -> None:
+    def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(config, dtype)
-        self.mlp = LlamaMLP(config, dtype)
+        self.self_attn = LlamaAttention(config)
+        self.mlp = LlamaMLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -111,18 +111,18 @@ class LlamaDecoderLayer(nn.Cell):
 class LlamaModel(nn.Cell):
     """The decoder stack; ``construct`` returns one entry of transformers' ``hidden_states``."""
 
-    def __init__(self, config: LlamaConfig, dtype: ms.dtype = ms.float32) -> None:
+    def __init__(self, config: LlamaConfig, compute: ms.dtype = ms.float32) -> None:
         super().__init__()
         check_supported(config)
-        self.config = config
-        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, dtype)
-        self.layers = nn.CellList([LlamaDecoderLayer(config, dtype) for _ in range(config.num_hidden_layers)])
+        self.config, self.compute = config, compute
+        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.CellList([LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def construct(self, input_ids: Tensor, mask: Tensor, index: int) -> Tensor:
         """``hidden_states[index]`` (0 <= index <= num_hidden_layers): the embeddings, the output
         of layer ``index``, or, for the last, the normed output; later layers are not run."""
-        x = self.embed_tokens(input_ids)
+        x = self.embed_tokens(input_ids).astype(self.compute)
         rotary = Rotary(self.config, input_ids.shape[1])
         for layer in self.layers[:index]:
             x = layer(x, mask, rotary)

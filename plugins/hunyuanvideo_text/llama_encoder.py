@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 from mindspore import Tensor
+from mindspore.nn.utils import no_init_parameters
 from transformers import LlamaConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
-from plugins.common.runtime import dispatch_synchronously_on_cpu
-from plugins.common.weights import load_weights, ms_dtype
+from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from plugins.hunyuanvideo_text.layers import randomize
 from plugins.hunyuanvideo_text.llama import LlamaModel
@@ -44,11 +45,15 @@ class LlamaTextEncoder:
             raise ValueError(f"hunyuanvideo-llama: num_hidden_layers_to_skip="
                              f"{config.num_hidden_layers_to_skip} needs at least that many layers, "
                              f"the model has {model_config.num_hidden_layers}")
-        self.model = LlamaModel(model_config, ms_dtype(config.weight_dtype))
+        compute = compute_dtype(config.compute_dtype)
         if model_folder is None:
+            self.model = LlamaModel(model_config, compute)
             randomize(self.model, config.seed, model_config.initializer_range)
-        else:
-            load_weights(self.model, model_folder, "LLaMA text encoder")
+        else:  # no random initial values: the checkpoint replaces them all
+            with no_init_parameters():
+                self.model = LlamaModel(model_config, compute)
+            load_weights(self.model, model_folder, "LLaMA text encoder", config.weight_dtype,
+                         config.stream_weights)
 
     def encode(self, prompts: Sequence[str] | str, prompt_template: dict[str, Any] | str | None = None,
                max_sequence_length: int | None = None) -> TextEmbeddings:

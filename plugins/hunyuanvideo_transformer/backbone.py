@@ -18,8 +18,8 @@ import numpy as np
 from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
-from plugins.common.runtime import dispatch_synchronously_on_cpu
-from plugins.common.weights import load_weights, ms_dtype
+from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.model import HunyuanVideoTransformer3D
 from plugins.hunyuanvideo_transformer.tables import rope_tables, timestep_sinusoids
@@ -34,17 +34,15 @@ class HunyuanVideoTransformer:
     def __init__(self, config: HunyuanVideoTransformerConfig, weights: Path | None = None) -> None:
         dispatch_synchronously_on_cpu()
         self.config = config
-        self.dtype = ms_dtype(config.dtype)
+        self.dtype = compute_dtype(config.compute_dtype)
         if weights is None:
             self.network = HunyuanVideoTransformer3D(config)
         else:  # no random initial values: the checkpoint replaces them all
             with no_init_parameters():
                 self.network = HunyuanVideoTransformer3D(config)
         self.network.set_train(False)
-        for param in self.network.get_parameters():
-            param.set_dtype(self.dtype)
-        if weights is not None:
-            load_weights(self.network, weights, what="HunyuanVideo transformer")
+        self.streamed = weights is not None and load_weights(
+            self.network, weights, "HunyuanVideo transformer", config.weight_dtype, config.stream_weights)
         self._rope: tuple[tuple[int, ...], ms.Tensor, ms.Tensor] | None = None
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,

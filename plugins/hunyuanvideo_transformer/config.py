@@ -8,16 +8,16 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts import ComponentConfig
+from plugins.common.options import PrecisionConfig
 
 
-class HunyuanVideoTransformerConfig(ComponentConfig):
+class HunyuanVideoTransformerConfig(PrecisionConfig):
     """``num_layers`` dual-stream and ``num_single_layers`` single-stream blocks of
     ``num_attention_heads x attention_head_dim``; ``rope_axes_dim`` splits each head
     between the frame, row and column axes and must sum to ``attention_head_dim``.
 
-    ``dtype`` is ours, not diffusers': the precision the network computes in
-    (float32 on CPU, where bf16 and fp16 matmuls have no kernels).
+    The published 13B checkpoint is bf16 (26 GB): ``weight_dtype=auto`` keeps it so, and
+    ``stream_weights=auto`` runs it from the mapped files where it does not fit in memory.
     """
 
     in_channels: int = Field(16, ge=1)
@@ -37,7 +37,6 @@ class HunyuanVideoTransformerConfig(ComponentConfig):
     rope_theta: float = Field(256.0, gt=0)
     rope_axes_dim: tuple[int, int, int] = (16, 56, 56)
     image_condition_type: str | None = None
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
     @field_validator("image_condition_type")
     @classmethod

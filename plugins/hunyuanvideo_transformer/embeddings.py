@@ -9,6 +9,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, mint, nn, ops
 
 from plugins.common.layers import Linear
+from plugins.common.precision import computable
 from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
 
 
@@ -63,5 +64,6 @@ class PatchEmbed(nn.Cell):
         self.proj = _ConvWeights(in_channels, dim, kernel)
 
     def construct(self, patches: Tensor) -> Tensor:
-        weight = self.proj.weight.reshape(self.proj.weight.shape[0], -1)
-        return mint.nn.functional.linear(patches, weight, self.proj.bias)
+        weight = computable(self.proj.weight, patches.dtype)
+        weight = weight.reshape(weight.shape[0], -1)
+        return mint.nn.functional.linear(patches, weight, computable(self.proj.bias, patches.dtype))

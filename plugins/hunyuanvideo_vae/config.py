@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts import ComponentConfig
+from plugins.common.options import PrecisionConfig
 
 TILING_ARGUMENTS = ("tile_sample_min_height", "tile_sample_min_width", "tile_sample_min_num_frames",
                     "tile_sample_stride_height", "tile_sample_stride_width", "tile_sample_stride_num_frames")
@@ -18,7 +18,7 @@ DOWN_BLOCK = "HunyuanVideoDownBlock3D"
 UP_BLOCK = "HunyuanVideoUpBlock3D"
 
 
-class HunyuanVideoVAEConfig(ComponentConfig):
+class HunyuanVideoVAEConfig(PrecisionConfig):
     """The autoencoder's architecture.
 
     The encoder halves the size in its first ``log2(spatial_compression_ratio)`` down
