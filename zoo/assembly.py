@@ -12,6 +12,8 @@ from plugins.common.checkpoint import Checkpoint, read_config
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
 from zoo.pipeline import TextToVideoPipeline
 from zoo.presets import PRESETS
+from zoo.residency import Components, choose_policy
+from zoo.stages import StageLog
 
 # Where each kind's weights lie inside a diffusers pipeline folder.
 SUBFOLDERS = {"encoder": ".", "backbone": "transformer", "autoencoder": "vae", "scheduler": "scheduler"}
@@ -97,15 +99,18 @@ def plan(spec: PipelineSpec) -> Plan:
     return Plan(spec, entries, weights, configs)
 
 
-def assemble(spec: PipelineSpec | dict[str, Any] | str | Path) -> TextToVideoPipeline:
-    """Build every component of ``spec`` (a ``PipelineSpec``, a dict, a spec file or a preset name),
-    after ``plan`` has checked all of it."""
+def assemble(spec: PipelineSpec | dict[str, Any] | str | Path, memory: str = "auto") -> TextToVideoPipeline:
+    """The pipeline of ``spec`` (a ``PipelineSpec``, a dict, a spec file or a preset name), after
+    ``plan`` has checked all of it. ``memory`` is the residency policy (see ``zoo.residency``):
+    ``fast`` builds every component now, ``low`` each when its stage comes."""
     resolved, defaults = as_spec(spec)
-    return build(plan(resolved), defaults)
+    return build(plan(resolved), defaults, memory)
 
 
-def build(checked: Plan, defaults: dict[str, Any]) -> TextToVideoPipeline:
-    """The pipeline of a checked plan, with the generation ``defaults`` of its preset."""
-    components = {kind: entry.build(checked.configs[kind], checked.weights[kind])
-                  for kind, entry in checked.entries.items()}
-    return TextToVideoPipeline(spec=checked.spec, defaults=defaults, **components)
+def build(checked: Plan, defaults: dict[str, Any], memory: str = "auto",
+          log: StageLog | None = None) -> TextToVideoPipeline:
+    """The pipeline of a checked plan, with the generation ``defaults`` of its preset, under the
+    ``memory`` policy; ``log`` records the stages (pass one with ``verbose=True`` to print them)."""
+    policy, _ = choose_policy(memory, checked)
+    components = Components(checked, policy, log or StageLog())
+    return TextToVideoPipeline(spec=checked.spec, defaults=defaults, components=components)

@@ -9,6 +9,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from contracts import KINDS
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
@@ -124,11 +125,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def check_stats_path(path: str) -> Path:
+    stats = Path(path)
+    if stats.suffix != ".json" or not stats.absolute().parent.is_dir():
+        raise ValueError(f"--stats {path}: expected a .json file in an existing folder")
+    return stats
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(text)
+    os.replace(staging, path)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from zoo.assembly import build, plan
     from zoo.export import check_output_path, export_video
     from zoo.pipeline import as_prompts, check_inputs, generation_settings
     from zoo.pretrained import resolve_model
+    from zoo.residency import choose_policy
+    from zoo.stages import StageLog
 
     as_prompts(args.prompt)
     out = check_output_path(args.out)
@@ -145,13 +162,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     checked = plan(spec)
     check_inputs(checked.configs["autoencoder"], settings["num_frames"], settings["height"],
                  settings["width"], settings["num_inference_steps"])
-    print(f"loading {args.model}", file=sys.stderr)
-    pipe = build(checked, defaults)
+    stats = check_stats_path(args.stats) if args.stats else None
+    policy, reason = choose_policy(args.memory, checked)
+    print(f"loading {args.model}; memory: {policy} ({reason})", file=sys.stderr)
+    log = StageLog(verbose=True)
+    pipe = build(checked, defaults, policy, log)
     result = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
                   true_cfg_scale=args.true_cfg, seed=args.seed, **settings)
     export_video(result.frames[0], out, fps=args.fps)
     frames, height, width = result.frames.shape[1:4]
     print(f"wrote {out} ({frames} frames, {width}x{height})")
+    if stats is not None:
+        write_atomically(stats, json.dumps({"memory": policy, **log.as_dict()}, indent=2))
     return 0
 
 
@@ -191,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="video.mp4", help=".mp4 (H.264), .gif, or a folder for PNG frames "
                                                        "(default: %(default)s)")
     p.add_argument("--fps", type=float, default=24, help="(default: %(default)s)")
+    p.add_argument("--memory", choices=("auto", "low", "fast"), default="auto",
+                   help="low: each component in memory only while it works; fast: all at once; auto: low "
+                        "when the checkpoints would not fit in the memory available (default: %(default)s)")
+    p.add_argument("--stats", metavar="FILE.json",
+                   help="write each stage's wall time, peak RSS and bytes read to this JSON file")
     p.set_defaults(run=cmd_generate)
     p = sub.add_parser("check", help="run the contract kit on a registered component")
     p.add_argument("kind", choices=KINDS)

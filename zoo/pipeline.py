@@ -16,6 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from contracts import PipelineSpec, TextEmbeddings, check_latents
+from zoo.residency import Components
+from zoo.stages import Stage, StageLog
 
 DIFFUSERS_DEFAULTS = {"height": 720, "width": 1280, "num_frames": 129, "num_inference_steps": 50}
 
@@ -27,10 +29,12 @@ def generation_settings(defaults: dict[str, Any], **given: int | None) -> dict[s
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """``frames``: uint8 ``[B, F, H, W, 3]``; ``latents``: the denoised latents, unscaled."""
+    """``frames``: uint8 ``[B, F, H, W, 3]``; ``latents``: the denoised latents, unscaled;
+    ``stages``: what each stage of the call took (loading included where it happened)."""
 
     frames: np.ndarray
     latents: np.ndarray
+    stages: list[Stage] = field(default_factory=list)
 
 
 def video_to_frames(video: np.ndarray) -> np.ndarray:
@@ -71,26 +75,54 @@ class TextToVideoPipeline:
 
     ``defaults`` are the generation settings of the preset it came from (a tiny model
     is not meant for 129 frames at 720p); an argument given to the call wins, and
-    without either, diffusers' defaults apply.
+    without either, diffusers' defaults apply. ``components`` builds each kind when
+    first needed and, under the ``low`` memory policy, releases it after its stage;
+    ``log`` has the stages of every call so far.
     """
 
     spec: PipelineSpec
-    encoder: Any
-    backbone: Any
-    autoencoder: Any
-    scheduler: Any
+    components: Components
     defaults: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def log(self) -> StageLog:
+        return self.components.log
+
+    @property
+    def memory_policy(self) -> str:
+        return self.components.policy
+
+    @property
+    def encoder(self) -> Any:
+        return self.components.get("encoder")
+
+    @property
+    def backbone(self) -> Any:
+        return self.components.get("backbone")
+
+    @property
+    def autoencoder(self) -> Any:
+        return self.components.get("autoencoder")
+
+    @property
+    def scheduler(self) -> Any:
+        return self.components.get("scheduler")
+
+    def config(self, kind: str) -> Any:
+        """A kind's config, known without building the component."""
+        return self.components.plan.configs[kind]
+
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        ae = self.autoencoder.config
-        return (batch, self.backbone.config.in_channels, (num_frames - 1) // ae.temporal_compression + 1,
+        ae = self.config("autoencoder")
+        return (batch, self.config("backbone").in_channels, (num_frames - 1) // ae.temporal_compression + 1,
                 height // ae.spatial_compression, width // ae.spatial_compression)
 
-    def encode(self, prompts: list[str], copies: int, prompt_template: dict | None,
+    @staticmethod
+    def encode(encoder: Any, prompts: list[str], copies: int, prompt_template: dict | None,
                max_sequence_length: int | None) -> TextEmbeddings:
         options = {k: v for k, v in (("prompt_template", prompt_template),
                                      ("max_sequence_length", max_sequence_length)) if v is not None}
-        text = self.encoder.encode(prompts, **options)
+        text = encoder.encode(prompts, **options)
         return text.select(np.repeat(np.arange(text.batch_size), copies))
 
     def __call__(
@@ -115,7 +147,7 @@ class TextToVideoPipeline:
         height, width = settings["height"], settings["width"]
         num_frames, num_inference_steps = settings["num_frames"], settings["num_inference_steps"]
         prompts = as_prompts(prompt)
-        check_inputs(self.autoencoder.config, num_frames, height, width, num_inference_steps)
+        check_inputs(self.config("autoencoder"), num_frames, height, width, num_inference_steps)
         batch = len(prompts) * num_videos_per_prompt
         negatives = None
         if negative_prompt is not None and true_cfg_scale > 1:
@@ -131,21 +163,28 @@ class TextToVideoPipeline:
             raise ValueError(f"latents: expected shape {shape} for {batch} video(s) of {num_frames} frames "
                              f"at {height}x{width}, got {tuple(latents.shape)}")
 
-        text = self.encode(prompts, num_videos_per_prompt, prompt_template, max_sequence_length)
-        negative_text = None if negatives is None else self.encode(
-            negatives, num_videos_per_prompt, prompt_template, max_sequence_length)
-        guidance = np.full((batch,), guidance_scale, np.float32) if self.backbone.config.guidance_embeds else None
+        first_stage = len(self.log.stages)
+        with self.components.using("encoder") as encoder, self.log.stage("encode"):
+            text = self.encode(encoder, prompts, num_videos_per_prompt, prompt_template, max_sequence_length)
+            negative_text = None if negatives is None else self.encode(
+                encoder, negatives, num_videos_per_prompt, prompt_template, max_sequence_length)
+        guidance = (np.full((batch,), guidance_scale, np.float32) if self.config("backbone").guidance_embeds
+                    else None)
 
-        schedule = self.scheduler.schedule(num_inference_steps)
-        for index in tqdm(range(len(schedule)), desc="denoising", disable=not progress):
-            timestep = np.full((batch,), schedule.timesteps[index], np.float32)
-            velocity = self.backbone(latents, timestep, text, guidance)
-            if negative_text is not None:
-                unconditional = self.backbone(latents, timestep, negative_text, guidance)
-                velocity = unconditional + true_cfg_scale * (velocity - unconditional)
-            latents = self.scheduler.step(velocity, schedule, index, latents)
+        scheduler = self.scheduler
+        schedule = scheduler.schedule(num_inference_steps)
+        with self.components.using("backbone") as backbone, self.log.stage("denoise"):
+            for index in tqdm(range(len(schedule)), desc="denoising", disable=not progress):
+                timestep = np.full((batch,), schedule.timesteps[index], np.float32)
+                velocity = backbone(latents, timestep, text, guidance)
+                if negative_text is not None:
+                    unconditional = backbone(latents, timestep, negative_text, guidance)
+                    velocity = unconditional + true_cfg_scale * (velocity - unconditional)
+                latents = scheduler.step(velocity, schedule, index, latents)
 
-        scaled = latents / np.float32(self.autoencoder.config.scaling_factor)
-        videos = [self.autoencoder.decode(scaled[i:i + 1])
-                  for i in tqdm(range(batch), desc="decoding", disable=not progress)]
-        return GenerationResult(frames=video_to_frames(np.concatenate(videos)), latents=latents)
+        scaled = latents / np.float32(self.config("autoencoder").scaling_factor)
+        with self.components.using("autoencoder") as autoencoder, self.log.stage("decode"):
+            videos = [autoencoder.decode(scaled[i:i + 1])
+                      for i in tqdm(range(batch), desc="decoding", disable=not progress)]
+        return GenerationResult(frames=video_to_frames(np.concatenate(videos)), latents=latents,
+                                stages=self.log.stages[first_stage:])

@@ -92,9 +92,10 @@ def resolve_model(model: str | Path, **kinds: str | dict[str, Any]) -> tuple[Pip
     return spec_from_folder(folder, **kinds), {}
 
 
-def from_pretrained(model: str | Path, **kinds: str | dict[str, Any]) -> TextToVideoPipeline:
+def from_pretrained(model: str | Path, memory: str = "auto", **kinds: str | dict[str, Any]) -> TextToVideoPipeline:
     """A pipeline from a preset name, a diffusers pipeline folder, or a Hugging Face repo id
-    already in the local cache. ``kinds`` swap components by name, e.g. ``scheduler="flow-match-heun"``.
+    already in the local cache. ``kinds`` swap components by name, e.g. ``scheduler="flow-match-heun"``;
+    ``memory`` is the residency policy: ``auto``, ``low`` (one component at a time) or ``fast``.
     """
     spec, defaults = resolve_model(model, **kinds)
-    return build(plan(spec), defaults)
+    return build(plan(spec), defaults, memory)
