@@ -31,15 +31,6 @@ PROMPT = "a red cat walks slowly on the grass"
 SIZE = dict(height=32, width=32, num_frames=5, num_inference_steps=3)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def zoo_cache(tmp_path_factory):
-    """The tiny preset is written to a cache of the test session's own."""
-    cache = tmp_path_factory.mktemp("zoo-cache")
-    os.environ["HUNYUAN_ZOO_CACHE"] = str(cache)
-    yield cache
-    del os.environ["HUNYUAN_ZOO_CACHE"]
-
-
 @pytest.fixture(scope="module")
 def reference_folder(tmp_path_factory):
     """A tiny HunyuanVideoPipeline with random weights, saved by diffusers (the transformer sharded)."""

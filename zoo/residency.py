@@ -9,7 +9,6 @@ memory available with room to spare.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,4 +83,4 @@ class Components:
 
     def release(self, kind: str) -> None:
         if self.built.pop(kind, None) is not None:
-            gc.collect()  # models hold reference cycles; their memory goes back now, not later
+            memory.give_back()

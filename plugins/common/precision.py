@@ -16,6 +16,7 @@ at about 11 ns an element on CPU, 18x slower than numpy's shift of the bits
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -32,6 +33,7 @@ FLOATS = {
 }
 NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _PARALLEL_ABOVE = 1 << 20  # elements; below this a thread pool costs more than it saves
+_REUSE_ABOVE = 1 << 22  # elements; larger widened weights go to one reused buffer (see _Arena)
 
 
 class Stored:
@@ -62,9 +64,37 @@ def _in_parallel(size: int, work: Callable[[slice], object]) -> None:
         future.result()
 
 
-def to_float32(array: np.ndarray, dtype: str) -> np.ndarray:
-    """A new float32 array of ``array``'s values (``dtype`` its safetensors dtype)."""
-    out = np.empty(array.shape, np.float32)
+class _Arena:
+    """One float32 buffer that large widened weights reuse, one at a time.
+
+    A fresh buffer of a few hundred MB costs the kernel a page fault and zeroing per page
+    every time, a third of the widening's own time. The buffer is reused only while no
+    view of it is alive (a view, and the tensor made from it, hold a reference to it):
+    a second weight widened while the first is still in use gets a buffer of its own.
+    Only on the CPU backend, where ops run synchronously and a dropped tensor is done.
+    """
+
+    def __init__(self) -> None:
+        self.buffer: np.ndarray | None = None
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        on_cpu = ms.get_context("device_target") == "CPU"
+        if size < _REUSE_ABOVE or not on_cpu or (self.buffer is not None and sys.getrefcount(self.buffer) > 2):
+            return np.empty(shape, np.float32)
+        if self.buffer is None or self.buffer.size < size:
+            self.buffer = None
+            self.buffer = np.empty(size, np.float32)
+        return self.buffer[:size].reshape(shape)
+
+
+_ARENA = _Arena()
+
+
+def to_float32(array: np.ndarray, dtype: str, reuse: bool = False) -> np.ndarray:
+    """``array``'s values as float32 (``dtype`` its safetensors dtype), in a new array, or with
+    ``reuse`` in a buffer that the next call may overwrite once this result is dropped."""
+    out = _ARENA.take(array.shape) if reuse else np.empty(array.shape, np.float32)
     source, target = array.reshape(-1), out.reshape(-1)
     if dtype == "BF16":  # a bf16 value is the upper half of the float32 with the same bits
         bits = target.view(np.uint32)
@@ -116,7 +146,7 @@ def computable(param: Parameter, dtype: ms.dtype = ms.float32) -> Tensor:
         return param if param.dtype == dtype else param.astype(dtype)
     if param.dtype == dtype and not stored.streamed:
         return param
-    values = to_float32(stored.array, stored.dtype)
+    values = to_float32(stored.array, stored.dtype, reuse=True)
     if stored.streamed:
         stored.release()
     tensor = ms.from_numpy(values)
