@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.common import precision
 from plugins.common.checkpoint import CheckpointError
 from plugins.common.memory import MemoryBudgetError
 from plugins.common.precision import narrow, stored_of, to_float32
@@ -193,3 +194,12 @@ def test_streamed_weights_are_not_resident(wide_folder):
     stored = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     figures = measure(folder, config, "on")
     assert figures["loaded"] <= 0.1 * stored, (figures, stored)
+
+
+def test_reusing_the_widening_buffer_changes_nothing(bf16_folder, monkeypatch):
+    """Every widened weight through the one reused buffer (normally only the large ones)."""
+    args = inputs(tiny())
+    expected = call(load(bf16_folder), tiny(), *args)
+    monkeypatch.setattr(precision, "_REUSE_ABOVE", 1)
+    np.testing.assert_array_equal(call(load(bf16_folder), tiny(), *args), expected)
+    assert precision._ARENA.buffer is not None

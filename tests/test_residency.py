@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import zoo
 from plugins.common.memory import parse_bytes
 from tests.test_pipeline import zoo_cli
 from zoo.assembly import as_spec, plan
-from zoo.residency import choose_policy
+from zoo.residency import Components, choose_policy
 
 SIZE = dict(height=32, width=32, num_frames=5, num_inference_steps=2, seed=0, progress=False)
 MODELS = ("encoder", "backbone", "autoencoder")
@@ -24,6 +25,24 @@ def test_low_builds_each_component_for_its_stage_only():
     assert [s.name for s in result.stages] == ["load encoder", "encode", "load backbone", "denoise",
                                                "load autoencoder", "decode"]
     assert not set(pipe.components.built) & set(MODELS)  # each released after its stage
+
+
+def test_low_frees_each_component_before_the_next_is_built(monkeypatch):
+    built, alive_then = [], []
+    get = Components.get
+
+    def spy(self, kind):
+        if kind in MODELS and kind not in self.built:
+            alive_then.append([ref() is not None for ref in built])
+            component = get(self, kind)
+            built.append(weakref.ref(component))
+            return component
+        return get(self, kind)
+
+    monkeypatch.setattr(Components, "get", spy)
+    zoo.assemble("hunyuanvideo-tiny", memory="low")("a cat", **SIZE)
+    assert alive_then == [[], [False], [False, False]]
+    assert all(ref() is None for ref in built)
 
 
 def test_fast_keeps_every_component_and_gives_the_same_frames():

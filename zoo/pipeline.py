@@ -164,27 +164,29 @@ class TextToVideoPipeline:
                              f"at {height}x{width}, got {tuple(latents.shape)}")
 
         first_stage = len(self.log.stages)
-        with self.components.using("encoder") as encoder, self.log.stage("encode"):
-            text = self.encode(encoder, prompts, num_videos_per_prompt, prompt_template, max_sequence_length)
-            negative_text = None if negatives is None else self.encode(
-                encoder, negatives, num_videos_per_prompt, prompt_template, max_sequence_length)
+        text, negative_text = self.components.run("encoder", "encode", lambda encoder: tuple(
+            None if group is None else self.encode(encoder, group, num_videos_per_prompt, prompt_template,
+                                                   max_sequence_length)
+            for group in (prompts, negatives)))
         guidance = (np.full((batch,), guidance_scale, np.float32) if self.config("backbone").guidance_embeds
                     else None)
-
         scheduler = self.scheduler
         schedule = scheduler.schedule(num_inference_steps)
-        with self.components.using("backbone") as backbone, self.log.stage("denoise"):
+
+        def denoise(backbone: Any) -> np.ndarray:
+            sample = latents
             for index in tqdm(range(len(schedule)), desc="denoising", disable=not progress):
                 timestep = np.full((batch,), schedule.timesteps[index], np.float32)
-                velocity = backbone(latents, timestep, text, guidance)
+                velocity = backbone(sample, timestep, text, guidance)
                 if negative_text is not None:
-                    unconditional = backbone(latents, timestep, negative_text, guidance)
+                    unconditional = backbone(sample, timestep, negative_text, guidance)
                     velocity = unconditional + true_cfg_scale * (velocity - unconditional)
-                latents = scheduler.step(velocity, schedule, index, latents)
+                sample = scheduler.step(velocity, schedule, index, sample)
+            return sample
 
+        latents = self.components.run("backbone", "denoise", denoise)
         scaled = latents / np.float32(self.config("autoencoder").scaling_factor)
-        with self.components.using("autoencoder") as autoencoder, self.log.stage("decode"):
-            videos = [autoencoder.decode(scaled[i:i + 1])
-                      for i in tqdm(range(batch), desc="decoding", disable=not progress)]
+        videos = self.components.run("autoencoder", "decode", lambda autoencoder: [
+            autoencoder.decode(scaled[i:i + 1]) for i in tqdm(range(batch), desc="decoding", disable=not progress)])
         return GenerationResult(frames=video_to_frames(np.concatenate(videos)), latents=latents,
                                 stages=self.log.stages[first_stage:])

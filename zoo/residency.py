@@ -9,10 +9,9 @@ memory available with room to spare.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plugins.common import memory
 from plugins.common.checkpoint import Checkpoint, CheckpointError
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from zoo.assembly import Plan
 
 POLICIES = ("auto", "low", "fast")
+T = TypeVar("T")
 # All resident only if the checkpoints take at most this share of the memory available.
 FAST_BELOW = 0.7
 # The encoder's weights folder is the pipeline folder; these of its subfolders are the encoder's.
@@ -74,12 +74,17 @@ class Components:
                     self.built[kind] = entry.build(config, weights)
         return self.built[kind]
 
-    @contextmanager
-    def using(self, kind: str) -> Iterator[Any]:
-        """The component for one stage; under ``low``, released after it."""
-        yield self.get(kind)
+    def run(self, kind: str, stage: str, work: Callable[[Any], T]) -> T:
+        """``work(component)`` as the stage named ``stage``; under ``low``, the component is
+        released after it. ``work`` gets the only reference the pipeline hands out, so once it
+        has returned, releasing frees the component's memory."""
+        component = self.get(kind)
+        with self.log.stage(stage):
+            result = work(component)
+        del component
         if self.policy == "low":
             self.release(kind)
+        return result
 
     def release(self, kind: str) -> None:
         if self.built.pop(kind, None) is not None:
