@@ -68,7 +68,11 @@ class LlamaTextEncoder:
         texts = [template.template.format(p) for p in prompts]
         ids, mask = tokenize(self.tokenizer, texts, max_sequence_length + crop,
                              self.model_config.vocab_size, "hunyuanvideo-llama")
-        hidden = self.model(Tensor(ids), Tensor(attention_mask(mask)), self.index).asnumpy()
+        # Attention is causal, so trailing padding (in every prompt) changes no real token: it is
+        # not computed, and its hidden states are zeros (diffusers' are unused values there).
+        length = int(np.flatnonzero(mask.any(0)).max(initial=0)) + 1
+        hidden = self.model(Tensor(ids[:, :length]), Tensor(attention_mask(mask[:, :length])), self.index).asnumpy()
+        hidden = np.pad(hidden, ((0, 0), (0, ids.shape[1] - length), (0, 0)))
         return TextEmbeddings(hidden_states=hidden[:, crop:], attention_mask=mask[:, crop:])
 
 
