@@ -1,7 +1,8 @@
-"""Reading diffusers/transformers checkpoint folders: safetensors only.
+"""Reading checkpoints: diffusers/transformers folders and single files, safetensors only.
 
 A component folder holds ``config.json`` and either one ``*.safetensors`` file or
-shards listed by a ``*.safetensors.index.json``. Every header is read and checked
+shards listed by a ``*.safetensors.index.json``; a single ``.safetensors`` file (as
+ComfyUI distributes them) stands for itself, its names mapped by ``keymaps``. Every header is read and checked
 against the names and shapes a model expects before any tensor data is touched;
 tensors are then read one at a time.
 """
@@ -20,13 +21,36 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-    "BOOL": np.bool_,
+    "BOOL": np.bool_, "F8_E4M3": np.uint8, "F8_E5M2": np.uint8,  # fp8 as its bytes (see fp8)
 }
+SAFETENSORS_RELEASES = ("hunyuan_video_t2v_720p_bf16.safetensors", "hunyuan_video_vae_bf16.safetensors",
+                        "llava_llama3_fp16.safetensors", "clip_l.safetensors")
 _LIST_LIMIT = 8
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder cannot be read: missing, pickled, truncated or not matching."""
+
+
+def listed(items: list[str]) -> str:
+    """At most ``_LIST_LIMIT`` items, then how many more."""
+    more = f" (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else ""
+    return "; ".join(items[:_LIST_LIMIT]) + more
+
+
+def check_shapes(where: Path, found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
+                 what: str) -> None:
+    """Raise a ``CheckpointError`` listing missing, unexpected and mis-shaped tensors."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = sorted(f"{n}: checkpoint {tuple(found[n])}, {what} {tuple(expected[n])}"
+                       for n in set(expected) & set(found) if tuple(found[n]) != tuple(expected[n]))
+    problems = [(label, items) for label, items in
+                [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)] if items]
+    if problems:
+        lines = [f"{where}: the checkpoint does not fit the {what}'s config (does config.json match the weights?)"]
+        lines += [f"  {label} ({len(items)}): {listed(items)}" for label, items in problems]
+        raise CheckpointError("\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -56,9 +80,25 @@ def read_config(folder: str | Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
 
 
+def refuse_pickled_file(file: Path) -> None:
+    """A pickled single file (``.ckpt``, ``.pt``, ...) is refused, naming what to use instead."""
+    raise CheckpointError(
+        f"{file}: a pickled checkpoint ({file.suffix}); only safetensors are read, because unpickling "
+        f"can run arbitrary code. Use the .safetensors release of the same weights (e.g. "
+        f"{', '.join(SAFETENSORS_RELEASES)}), or convert it once with `torch.load` + "
+        f"`safetensors.torch.save_file`")
+
+
 def weight_files(folder: str | Path) -> list[Path]:
-    """The safetensors files of a component folder, shards checked to exist."""
+    """The safetensors files of a component folder (shards checked to exist), or a single file."""
     folder = Path(folder)
+    if folder.is_file():
+        if folder.suffix in PICKLE_SUFFIXES:
+            refuse_pickled_file(folder)
+        if folder.suffix != ".safetensors":
+            raise CheckpointError(f"{folder}: not a .safetensors file; give a .safetensors file or a "
+                                  f"diffusers component folder")
+        return [folder]
     if not folder.is_dir():
         raise CheckpointError(f"weights folder {folder} does not exist")
     indexes = sorted(folder.glob("*.safetensors.index.json"))
@@ -103,6 +143,9 @@ def read_header(file: Path) -> dict[str, TensorRecord]:
         if meta["dtype"] not in _DTYPES:
             raise CheckpointError(f"{file}: tensor {name!r} has unsupported dtype {meta['dtype']}")
         begin, end = meta["data_offsets"]
+        if end - begin != int(np.prod(meta["shape"], dtype=np.int64)) * np.dtype(_DTYPES[meta["dtype"]]).itemsize:
+            raise CheckpointError(f"{file}: tensor {name!r} has {end - begin} bytes for shape {meta['shape']} "
+                                  f"of {meta['dtype']}; the file is damaged")
         records[name] = TensorRecord(file, meta["dtype"], tuple(meta["shape"]),
                                      8 + length + begin, 8 + length + end)
     last = max((r.end for r in records.values()), default=0)
@@ -127,24 +170,7 @@ class Checkpoint:
 
     def check(self, expected: Mapping[str, tuple[int, ...]], what: str = "model") -> None:
         """Raise a ``CheckpointError`` listing missing, unexpected and mis-shaped tensors."""
-        missing = sorted(set(expected) - set(self.records))
-        unexpected = sorted(set(self.records) - set(expected))
-        misshaped = sorted(
-            f"{n}: checkpoint {self.records[n].shape}, {what} {tuple(expected[n])}"
-            for n in set(expected) & set(self.records)
-            if self.records[n].shape != tuple(expected[n])
-        )
-        problems = [(label, items) for label, items in
-                    [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)]
-                    if items]
-        if problems:
-            lines = [f"{self.folder}: the checkpoint does not fit the {what}'s config "
-                     f"(does config.json match the weights?)"]
-            for label, items in problems:
-                shown = "; ".join(items[:_LIST_LIMIT])
-                more = f" (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else ""
-                lines.append(f"  {label} ({len(items)}): {shown}{more}")
-            raise CheckpointError("\n".join(lines))
+        check_shapes(self.folder, self.shapes, expected, what)
 
     @property
     def nbytes(self) -> int:

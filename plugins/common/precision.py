@@ -11,6 +11,11 @@ matmul, so a bf16 weight is widened to float32 just before its layer runs and dr
 after. The widening runs in numpy on all cores, because MindSpore's own bf16 cast runs
 at about 11 ns an element on CPU, 18x slower than numpy's shift of the bits
 (measured on 16M elements: 183 ms against 10 ms on 2 threads).
+
+fp8 weights (``F8_E4M3``, ``F8_E5M2``) are held as their bytes and decoded through a
+256-entry table (see ``fp8``), with ComfyUI's per-tensor scale where the file has one. A
+parameter may also carry LoRA adapters (see ``lora``): ``computable`` adds each one's
+``strength * up @ down`` to the widened weight, so the stored weights never change.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor
 
+from plugins.common.fp8 import FP8, scaled_table
+
 # safetensors dtype -> (numpy storage dtype, MindSpore dtype)
 FLOATS = {
     "F32": (np.float32, ms.float32),
     "F16": (np.float16, ms.float16),
     "BF16": (np.uint16, ms.bfloat16),
+    "F8_E4M3": (np.uint8, ms.float8_e4m3fn),
+    "F8_E5M2": (np.uint8, ms.float8_e5m2),
 }
 NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _PARALLEL_ABOVE = 1 << 20  # elements; below this a thread pool costs more than it saves
@@ -38,10 +47,12 @@ _REUSE_ABOVE = 1 << 22  # elements; larger widened weights go to one reused buff
 
 class Stored:
     """A parameter's values at their stored precision: ``array`` in ``dtype`` (a safetensors
-    dtype name); ``release`` (streamed weights) drops the array's pages after a use."""
+    dtype name), times ``scale`` when the checkpoint has one (ComfyUI's scaled fp8);
+    ``release`` (streamed weights) drops the array's pages after a use."""
 
-    def __init__(self, array: np.ndarray, dtype: str, release: Callable[[], None] | None = None) -> None:
-        self.array, self.dtype, self.release = array, dtype, release
+    def __init__(self, array: np.ndarray, dtype: str, release: Callable[[], None] | None = None,
+                 scale: float | None = None) -> None:
+        self.array, self.dtype, self.release, self.scale = array, dtype, release, scale
 
     @property
     def streamed(self) -> bool:
@@ -91,16 +102,23 @@ class _Arena:
 _ARENA = _Arena()
 
 
-def to_float32(array: np.ndarray, dtype: str, reuse: bool = False) -> np.ndarray:
-    """``array``'s values as float32 (``dtype`` its safetensors dtype), in a new array, or with
-    ``reuse`` in a buffer that the next call may overwrite once this result is dropped."""
+def to_float32(array: np.ndarray, dtype: str, reuse: bool = False, scale: float | None = None) -> np.ndarray:
+    """``array``'s values as float32 (``dtype`` its safetensors dtype), times ``scale`` if given,
+    in a new array, or with ``reuse`` in a buffer that the next call may overwrite once this
+    result is dropped."""
     out = _ARENA.take(array.shape) if reuse else np.empty(array.shape, np.float32)
     source, target = array.reshape(-1), out.reshape(-1)
+    if dtype in FP8:  # one table lookup per element, the scale folded into the table
+        lookup = scaled_table(dtype, scale)
+        _in_parallel(source.size, lambda s: np.take(lookup, source[s], out=target[s]))
+        return out
     if dtype == "BF16":  # a bf16 value is the upper half of the float32 with the same bits
         bits = target.view(np.uint32)
         _in_parallel(source.size, lambda s: np.left_shift(source[s], 16, out=bits[s], dtype=np.uint32))
     else:
         _in_parallel(source.size, lambda s: np.copyto(target[s], source[s]))
+    if scale is not None:
+        _in_parallel(source.size, lambda s: np.multiply(target[s], np.float32(scale), out=target[s]))
     return out
 
 
@@ -126,8 +144,8 @@ def store(param: Parameter, stored: Stored) -> None:
         raise TypeError(f"{param.name}: {stored.dtype} storage must be a {np.dtype(storage_dtype)} array, "
                         f"got {stored.array.dtype}")
     tensor = ms.from_numpy(stored.array)
-    if stored.dtype == "BF16":
-        tensor = tensor.view(ms.bfloat16)
+    if stored.dtype != "F32" and stored.dtype != "F16":
+        tensor = tensor.view(ms_type)
     if param.dtype != ms_type:
         param.set_dtype(ms_type)
     param.set_data(tensor)
@@ -140,14 +158,20 @@ def stored_of(param: Parameter) -> Stored | None:
 
 def computable(param: Parameter, dtype: ms.dtype = ms.float32) -> Tensor:
     """``param``'s values in the compute ``dtype``: the parameter itself where it is held in
-    that dtype, else a widened copy made now (streamed weights: their pages dropped after)."""
+    that dtype, else a widened copy made now (streamed weights: their pages dropped after),
+    with the parameter's LoRA adapters added to it if it has any."""
     stored = stored_of(param)
-    if stored is None:
+    adapters = getattr(param, "adapters", None)
+    if stored is None and not adapters:
         return param if param.dtype == dtype else param.astype(dtype)
-    if param.dtype == dtype and not stored.streamed:
+    if stored is None:
+        stored = Stored(param.float().asnumpy(), "F32")
+    if param.dtype == dtype and not stored.streamed and stored.scale is None and not adapters:
         return param
-    values = to_float32(stored.array, stored.dtype, reuse=True)
+    values = to_float32(stored.array, stored.dtype, reuse=True, scale=stored.scale)
     if stored.streamed:
         stored.release()
+    for adapter in adapters or ():
+        adapter.add_to(values)
     tensor = ms.from_numpy(values)
     return tensor if dtype == ms.float32 else tensor.astype(dtype)

@@ -1,15 +1,19 @@
-"""Loading a checkpoint folder into a MindSpore ``Cell`` whose parameter names match it, and back."""
+"""Loading a checkpoint (a folder, or a single file in a layout ``keymaps`` knows) into a MindSpore
+``Cell`` whose parameter names are diffusers', and back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from mindspore import nn
 
 from plugins.common import memory
-from plugins.common.checkpoint import Checkpoint, CheckpointError
+from plugins.common.checkpoint import Checkpoint, CheckpointError, check_shapes
+from plugins.common.keymaps import KeyMap, Piece, resolve, shapes_of
 from plugins.common.precision import FLOATS, NAMES, Stored, narrow, store, to_float32
+from plugins.common.scales import read_scales
 from plugins.common.streaming import MappedCheckpoint
 
 # A component streams when its checkpoint needs more than this share of the memory budget:
@@ -36,44 +40,98 @@ def _check_fits(checkpoint: Checkpoint, what: str) -> None:
                           f"or raise ${memory.BUDGET_VARIABLE}")
 
 
-def _resident(checkpoint: Checkpoint, name: str, weight_dtype: str) -> Stored:
-    """Tensor ``name`` read into memory, converted to ``weight_dtype`` unless that is ``auto``."""
-    array, dtype = checkpoint.read_stored(name), checkpoint.records[name].dtype
+def _narrowed(stored: Stored, weight_dtype: str) -> Stored:
+    """``stored`` converted to ``weight_dtype`` unless that is ``auto``; other than float weights
+    (integer buffers) become float32."""
+    dtype = stored.dtype
     if dtype not in FLOATS:
-        array, dtype = np.asarray(array, np.float32), "F32"
+        return Stored(np.asarray(stored.array, np.float32), "F32")
     target = NAMES.get(weight_dtype, dtype)
-    if target != dtype:
-        array, dtype = narrow(to_float32(array, dtype), target), target
-    return Stored(array, dtype)
+    if target == dtype:
+        return stored
+    return Stored(narrow(to_float32(stored.array, dtype, scale=stored.scale), target), target)
+
+
+def _assemble(pieces: tuple[Piece, ...], tensor: Callable[[str], np.ndarray]) -> np.ndarray:
+    """A parameter's values from its pieces: a view of one stored tensor's rows, or (pieces of
+    several runs of rows, e.g. swapped halves) their concatenation."""
+    parts = []
+    for piece in pieces:
+        values = tensor(piece.key)
+        whole = values.ndim == 0 or (piece.start, piece.stop) == (0, values.shape[0])
+        parts.append(values if whole else values[piece.start:piece.stop])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class Source:
+    """What a checkpoint offers a model: its key map to the model's names, the scales of scaled
+    fp8 weights, and the shapes and dtypes of the mapped parameters; headers only."""
+
+    def __init__(self, path: str | Path, expected: dict[str, tuple[int, ...]], what: str) -> None:
+        self.checkpoint = Checkpoint(path)
+        self.scales, auxiliary = read_scales(self.checkpoint, self.checkpoint.folder)
+        shapes = {key: record.shape for key, record in self.checkpoint.records.items() if key not in auxiliary}
+        self.key_map: KeyMap = resolve(shapes, expected, what, self.checkpoint.folder)
+        self.shapes = shapes_of(self.key_map, shapes)
+
+    def dtype(self, name: str) -> str:
+        return self.checkpoint.records[self.key_map.pieces[name][0].key].dtype
+
+    def scale(self, name: str) -> float | None:
+        return self.scales.get(self.key_map.pieces[name][0].key)
+
+    def in_storage_order(self) -> list[str]:
+        records = self.checkpoint.records
+
+        def place(name: str) -> tuple:
+            first = self.key_map.pieces[name][0]
+            return records[first.key].file, records[first.key].start, first.start
+
+        return sorted(self.key_map.pieces, key=place)
 
 
 def load_weights(cell: nn.Cell, folder: str | Path, what: str = "model", weight_dtype: str = "auto",
                  stream: str = "off") -> bool:
-    """Fill ``cell``'s parameters from ``folder``, a lookup by name; True if they are streamed.
+    """Fill ``cell``'s parameters from ``folder`` (a checkpoint folder or a single safetensors
+    file); True if they are streamed.
 
-    Names and shapes are checked against the safetensors headers first, so a
-    checkpoint that does not fit fails before any tensor is read. Each tensor keeps
-    its stored dtype unless ``weight_dtype`` names another (see ``precision``): read
-    into an array that becomes its parameter's storage, so it is copied once, from
-    the file into memory; or, streamed (``stream``: on, off, auto), left in the mapped
-    file. Parameters built under ``mindspore.nn.utils.no_init_parameters`` are never
-    materialised with random values: loading costs only the checkpoint's bytes.
+    Names and shapes are checked against the safetensors headers first (through the key map
+    of the file's layout), so a checkpoint that does not fit fails before any tensor is read.
+    Each tensor keeps its stored dtype (fp8 included, with its scale) unless ``weight_dtype``
+    names another (see ``precision``): read into an array that becomes its parameter's
+    storage, so it is copied once, from the file into memory (a fused tensor that several
+    parameters share is read once, each a view of its rows); or, streamed (``stream``: on,
+    off, auto), left in the mapped file. Parameters built under
+    ``mindspore.nn.utils.no_init_parameters`` are never materialised with random values:
+    loading costs only the checkpoint's bytes.
     """
-    checkpoint = Checkpoint(folder)
     params = dict(cell.parameters_and_names())
-    checkpoint.check({name: tuple(p.shape) for name, p in params.items()}, what)
+    source = Source(folder, {name: tuple(p.shape) for name, p in params.items()}, what)
+    checkpoint = source.checkpoint
+    check_shapes(checkpoint.folder, source.shapes, {name: tuple(p.shape) for name, p in params.items()}, what)
     if streams(stream, checkpoint):
         _check_fits(checkpoint, what)
         mapped = MappedCheckpoint(checkpoint)
-        for name in checkpoint.in_storage_order():
-            dtype = checkpoint.records[name].dtype
+        for name in source.in_storage_order():
+            dtype, pieces = source.dtype(name), source.key_map.pieces[name]
             if dtype not in FLOATS:
-                raise CheckpointError(f"{what}: tensor {name!r} is {dtype}; only F32, F16 and BF16 "
-                                      f"weights can be streamed (set stream_weights=off)")
-            store(params[name], Stored(mapped.array(name), dtype, mapped.releaser(name)))
+                raise CheckpointError(f"{what}: tensor {pieces[0].key!r} is {dtype}; only float weights "
+                                      f"can be streamed (set stream_weights=off)")
+            array = _assemble(pieces, mapped.array)
+            release = mapped.releaser(pieces[0].key) if len(pieces) == 1 else None
+            store(params[name], Stored(array, dtype, release, source.scale(name)))
         return True
-    for name in checkpoint.in_storage_order():
-        store(params[name], _resident(checkpoint, name, weight_dtype))
+    read: dict[str, np.ndarray] = {}
+
+    def tensor(key: str) -> np.ndarray:
+        if key not in read:
+            read[key] = checkpoint.read_stored(key)
+        return read[key]
+
+    for name in source.in_storage_order():
+        stored = Stored(_assemble(source.key_map.pieces[name], tensor), source.dtype(name),
+                        scale=source.scale(name))
+        store(params[name], _narrowed(stored, weight_dtype))
     return False
 
 
