@@ -23,7 +23,7 @@ from diffusers.hooks import FirstBlockCacheConfig
 import zoo
 import zoo.testkit.backbone  # noqa: F401 - registers the backbone properties
 from contracts import TextEmbeddings
-from plugins.common.options import PRECISION_OPTIONS
+from plugins.common.options import OWN_OPTIONS
 from plugins.hunyuanvideo_fbcache.backbone import FirstBlockCacheTransformer
 from plugins.hunyuanvideo_text.config import DEFAULT_TEMPLATE
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
@@ -161,7 +161,7 @@ def test_loads_a_diffusers_transformer_folder(tmp_path):
     ours = zoo.load_component("backbone", NAME, weights=folder, threshold=0.1)
     assert isinstance(ours, FirstBlockCacheTransformer)
     saved = {k: v for k, v in reference.config.items() if not k.startswith("_")}
-    assert ours.config.model_dump(exclude={*PRECISION_OPTIONS, "threshold"}) == {
+    assert ours.config.model_dump(exclude={*OWN_OPTIONS, "threshold"}) == {
         k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
     assert ours.config.threshold == 0.1
     assert zoo.load_component("backbone", NAME, **TINY).config.threshold == FirstBlockCacheConfig().threshold

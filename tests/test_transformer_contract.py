@@ -15,7 +15,7 @@ import zoo
 import zoo.testkit.backbone  # noqa: F401 - registers the backbone properties
 from contracts import ContractError, TextEmbeddings
 from plugins.common.checkpoint import CheckpointError
-from plugins.common.options import PRECISION_OPTIONS
+from plugins.common.options import OWN_OPTIONS
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from zoo.testkit.core import PROPERTIES
@@ -138,11 +138,11 @@ def test_defaults_and_names_are_diffusers_config():
     defaults = {name: param.default for name, param in
                 inspect.signature(HunyuanVideoTransformer3DModel.__init__).parameters.items() if name != "self"}
     ours = HunyuanVideoTransformerConfig().model_dump()
-    assert set(ours) - set(defaults) == set(PRECISION_OPTIONS)
+    assert set(ours) - set(defaults) == set(OWN_OPTIONS)
     assert {name: ours[name] for name in defaults} == {k: (tuple(v) if isinstance(v, list) else v)
                                                        for k, v in defaults.items()}
     saved = dict(HunyuanVideoTransformer3DModel(**TINY).config)
-    assert HunyuanVideoTransformerConfig.from_saved(saved).model_dump(exclude=set(PRECISION_OPTIONS)) == {
+    assert HunyuanVideoTransformerConfig.from_saved(saved).model_dump(exclude=set(OWN_OPTIONS)) == {
         k: v for k, v in saved.items() if not k.startswith("_")}
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import zoo
 from contracts import TextEmbeddings
-from plugins.common.options import PRECISION_OPTIONS
+from plugins.common.options import OWN_OPTIONS
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
 
 TOLERANCE = 1e-4
@@ -88,7 +88,7 @@ def test_matches_diffusers(config, batch, grid, length, sharded, seed):
         reference.save_pretrained(folder, max_shard_size=20_000 if sharded else "10GB")
         ours = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder)
     assert isinstance(ours, HunyuanVideoTransformer)
-    assert ours.config.model_dump(exclude=set(PRECISION_OPTIONS)) == {**config, "qk_norm": "rms_norm",
+    assert ours.config.model_dump(exclude=set(OWN_OPTIONS)) == {**config, "qk_norm": "rms_norm",
                                                          "image_condition_type": None}
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)
     actual = ours(latents, timestep, text, guidance=scale if config["guidance_embeds"] else None)

@@ -78,7 +78,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_tiny_pipeline(folder: Path) -> None:
     """Write the tiny pipeline into ``folder`` in diffusers' layout."""
-    from plugins.common.options import PRECISION_OPTIONS
+    from plugins.common.options import OWN_OPTIONS
     from plugins.common.weights import save_weights, seed_parameters
     from plugins.hunyuanvideo_text.clip_encoder import ClipTextEncoder
     from plugins.hunyuanvideo_text.config import ClipEncoderConfig, LlamaEncoderConfig
@@ -100,7 +100,7 @@ def write_tiny_pipeline(folder: Path) -> None:
                                                  ("text_encoder", llama_model), ("text_encoder_2", clip_model)]):
         seed_parameters(cell, SEED + offset)
         save_weights(cell, folder / subfolder)
-    ours = set(PRECISION_OPTIONS)  # options of ours, not diffusers' config keys
+    ours = set(OWN_OPTIONS)  # options of ours, not diffusers' config keys
     _write_json(folder / "transformer" / "config.json", {
         "_class_name": "HunyuanVideoTransformer3DModel", **transformer_config.model_dump(exclude=ours)})
     _write_json(folder / "vae" / "config.json", {

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import ComponentConfig
 
@@ -30,4 +31,22 @@ class PrecisionConfig(ComponentConfig):
         "auto", description="run from the memory-mapped checkpoint: auto = when it exceeds free memory")
 
 
-PRECISION_OPTIONS = tuple(PrecisionConfig.model_fields)  # ours, not a checkpoint's config.json keys
+class LoraSpec(BaseModel):
+    """One LoRA adapter: a safetensors file (diffusers/PEFT, original-layout or kohya/musubi keys),
+    its strength, and a name to change or remove it by (the file's stem unless given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    strength: float = 1.0
+    name: str | None = None
+
+
+class AdapterConfig(ComponentConfig):
+    """A model that takes LoRA adapters, applied on the fly at their strengths (see ``lora``)."""
+
+    loras: list[LoraSpec] = Field([], description="LoRA adapters: [{path, strength, name}], applied on the fly")
+
+
+PRECISION_OPTIONS = tuple(PrecisionConfig.model_fields)
+OWN_OPTIONS = (*PRECISION_OPTIONS, *AdapterConfig.model_fields)  # ours, not a checkpoint's config.json keys

@@ -18,6 +18,7 @@ import numpy as np
 from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
+from plugins.common.lora import Adapters
 from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
@@ -43,6 +44,9 @@ class HunyuanVideoTransformer:
         self.network.set_train(False)
         self.streamed = weights is not None and load_weights(
             self.network, weights, "HunyuanVideo transformer", config.weight_dtype, config.stream_weights)
+        self.adapters = Adapters(self.network)
+        for lora in config.loras:
+            self.adapters.load(lora.path, lora.strength, lora.name)
         self._rope: tuple[tuple[int, ...], ms.Tensor, ms.Tensor] | None = None
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,
@@ -74,6 +78,11 @@ class HunyuanVideoTransformer:
         out = self.network(self._tensor(patches), timestep_sin, guidance_sin, self._tensor(hidden), real,
                            self._tensor(pooled), cos, sin, text_mask, joint_mask)
         return self._unpatchify(out.float().asnumpy(), grid)
+
+    def load_lora(self, path: str | Path, strength: float = 1.0, name: str | None = None) -> str:
+        """Add a LoRA adapter, applied on the fly at ``strength``; its name (see ``lora.Adapters``
+        for changing its strength, removing it, merging and unmerging)."""
+        return self.adapters.load(path, strength, name)
 
     def _tensor(self, array: np.ndarray) -> ms.Tensor:
         return ms.Tensor(array, dtype=self.dtype)

@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plugins.common.options import PrecisionConfig
+from plugins.common.options import AdapterConfig, PrecisionConfig
 
 
-class HunyuanVideoTransformerConfig(PrecisionConfig):
+class HunyuanVideoTransformerConfig(PrecisionConfig, AdapterConfig):
     """``num_layers`` dual-stream and ``num_single_layers`` single-stream blocks of
     ``num_attention_heads x attention_head_dim``; ``rope_axes_dim`` splits each head
     between the frame, row and column axes and must sum to ``attention_head_dim``.
