@@ -126,7 +126,13 @@ def test_budget_too_small_for_one_layer_is_one_line(bf16_folder, monkeypatch):
 def test_auto_streams_when_the_checkpoint_exceeds_the_budget(bf16_folder, monkeypatch):
     stored = sum(f.stat().st_size for f in bf16_folder.glob("*.safetensors"))
     monkeypatch.setenv("HUNYUAN_ZOO_MEMORY", str(stored))  # room for a layer, not for all with activations
-    assert load(bf16_folder).streamed
+    partly = load(bf16_folder)
+    assert partly.streamed
+    kept = [not stored_of(p).streamed for p in partly.network.get_parameters()]
+    assert any(kept) and not all(kept)  # the first tensors held in memory, the rest streamed
+    args = inputs(tiny())
+    np.testing.assert_array_equal(call(partly, tiny(), *args), call(load(bf16_folder, stream_weights="off"),
+                                                                    tiny(), *args))
     monkeypatch.setenv("HUNYUAN_ZOO_MEMORY", "1GB")
     assert not load(bf16_folder).streamed
 

@@ -72,9 +72,13 @@ class MappedCheckpoint:
                 self.check_unchanged()
                 for following in self.blocks.get((key[0], key[1] + 1), []):
                     self._advise(self.records[following], "MADV_WILLNEED")
-            self._advise(self.records[name], "MADV_DONTNEED")
+            self.drop(name)
 
         return release
+
+    def drop(self, name: str) -> None:
+        """Drop tensor ``name``'s pages from this process (the page cache may keep them)."""
+        self._advise(self.records[name], "MADV_DONTNEED")
 
     def check_unchanged(self) -> None:
         """Refuse to go on when a mapped file was rewritten or truncated since it was mapped

@@ -19,6 +19,10 @@ from plugins.common.streaming import MappedCheckpoint
 # A component streams when its checkpoint needs more than this share of the memory budget:
 # the rest is for activations, the widened layer and the other components.
 STREAM_ABOVE = 0.8
+# Streaming on its own (``auto``), a component keeps its first tensors in memory up to this share of
+# the budget: each step then reads only the rest from the page cache or the disk. The rest of the
+# budget is the page cache's, which holds part of the streamed tensors between steps.
+PINNED_SHARE = 0.6
 
 
 def streams(option: str, checkpoint: Checkpoint) -> bool:
@@ -112,12 +116,19 @@ def load_weights(cell: nn.Cell, folder: str | Path, what: str = "model", weight_
     if streams(stream, checkpoint):
         _check_fits(checkpoint, what)
         mapped = MappedCheckpoint(checkpoint)
+        pinned = PINNED_SHARE * memory.available() if stream == "auto" else 0
         for name in source.in_storage_order():
             dtype, pieces = source.dtype(name), source.key_map.pieces[name]
             if dtype not in FLOATS:
                 raise CheckpointError(f"{what}: tensor {pieces[0].key!r} is {dtype}; only float weights "
                                       f"can be streamed (set stream_weights=off)")
             array = _assemble(pieces, mapped.array)
+            if array.nbytes <= pinned:  # held in memory: read once, not at every step
+                pinned -= array.nbytes
+                store(params[name], Stored(np.array(array), dtype, scale=source.scale(name)))
+                for piece in pieces:
+                    mapped.drop(piece.key)
+                continue
             release = mapped.releaser(pieces[0].key) if len(pieces) == 1 else None
             store(params[name], Stored(array, dtype, release, source.scale(name)))
         return True
