@@ -71,7 +71,8 @@ def write(lora: dict, model, fmt: str, file: Path) -> None:
             continue
         up = up * (alpha / rank)
         if fmt == "original":
-            tensors |= {f"diffusion_model.{module}.lora_up.weight": up, f"diffusion_model.{module}.lora_down.weight": down}
+            tensors |= {f"diffusion_model.{module}.lora_up.weight": up,
+                        f"diffusion_model.{module}.lora_down.weight": down}
         elif fmt == "original-ab":
             tensors |= {f"transformer.{module}.lora_B.weight": up, f"transformer.{module}.lora_A.weight": down}
         else:

@@ -41,9 +41,12 @@ def as_spec(spec: PipelineSpec | dict[str, Any] | str | Path) -> tuple[PipelineS
 
 
 def component_weights(spec: PipelineSpec, kind: str) -> Path | None:
-    """The kind's own weights folder, else its subfolder of the pipeline folder, else None."""
+    """The kind's own weights (a folder, or a single safetensors file), else its subfolder of the
+    pipeline folder, else None."""
     own = spec.components()[kind].weights
     if own is not None:
+        if own.is_file():
+            return own
         if not own.is_dir():
             raise FileNotFoundError(f"{kind} weights folder {own} does not exist")
         return own
@@ -58,11 +61,23 @@ def component_weights(spec: PipelineSpec, kind: str) -> Path | None:
     return folder
 
 
-def check_checkpoints(folder: Path) -> None:
-    """Read the safetensors headers of every model subfolder of a pipeline folder, so a missing
-    or truncated shard or pickled weights fail before any component is loaded."""
+def config_folder(spec: PipelineSpec, kind: str, weights: Path | None) -> Path | None:
+    """Where the kind's ``config.json`` lies: its weights folder, or, for a single file (which
+    carries no config), its subfolder of the pipeline folder."""
+    if weights is None or weights.is_dir():
+        return weights
+    if spec.weights is not None and (spec.weights / SUBFOLDERS[kind]).is_dir():
+        return spec.weights / SUBFOLDERS[kind]
+    return None
+
+
+def check_checkpoints(folder: Path, replaced: set[Path] = frozenset()) -> None:
+    """Read the safetensors headers of every model subfolder of a pipeline folder (but those whose
+    weights come from a single file instead), so a missing or truncated shard or pickled weights
+    fail before any component is loaded."""
     for config in sorted(folder.glob("*/config.json")):
-        Checkpoint(config.parent)
+        if config.parent not in replaced:
+            Checkpoint(config.parent)
 
 
 @dataclass(frozen=True)
@@ -91,11 +106,15 @@ def plan(spec: PipelineSpec) -> Plan:
     if unknown:
         raise RegistryError("; ".join(unknown))
     weights = {kind: component_weights(spec, kind) for kind in entries}
-    configs = {kind: entries[kind].configure(read_config(weights[kind]) if weights[kind] else {},
+    folders = {kind: config_folder(spec, kind, weights[kind]) for kind in entries}
+    configs = {kind: entries[kind].configure(read_config(folders[kind]) if folders[kind] else {},
                                              **spec.components()[kind].options)
                for kind in entries}
+    files = {kind: path for kind, path in weights.items() if path is not None and path.is_file()}
+    for file in files.values():
+        Checkpoint(file)
     if spec.weights is not None:
-        check_checkpoints(spec.weights)
+        check_checkpoints(spec.weights, {folders[kind] for kind in files})
     return Plan(spec, entries, weights, configs)
 
 

@@ -125,6 +125,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def parse_lora(text: str) -> dict[str, object]:
+    """``FILE[:STRENGTH]`` -> ``{"path": FILE, "strength": STRENGTH}`` (strength 1 when left out)."""
+    path, sep, strength = text.rpartition(":")
+    if sep and path:
+        try:
+            return {"path": path, "strength": float(strength)}
+        except ValueError:
+            pass
+    return {"path": text, "strength": 1.0}
+
+
 def check_stats_path(path: str) -> Path:
     stats = Path(path)
     if stats.suffix != ".json" or not stats.absolute().parent.is_dir():
@@ -143,13 +154,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from zoo.assembly import build, plan
     from zoo.export import check_output_path, export_video
     from zoo.pipeline import as_prompts, check_inputs, generation_settings
-    from zoo.pretrained import resolve_model
+    from zoo.pretrained import resolve_model, with_files
     from zoo.residency import choose_policy
     from zoo.stages import StageLog
 
     as_prompts(args.prompt)
     out = check_output_path(args.out)
     spec, defaults = resolve_model(args.model)
+    spec = with_files(spec, args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
+                      [parse_lora(lora) for lora in args.lora])
     scheduler, backbone = spec.scheduler.model_copy(), spec.backbone.model_copy()
     scheduler.name = args.scheduler or scheduler.name
     backbone.name = args.backbone or backbone.name
@@ -210,6 +223,16 @@ def parser() -> argparse.ArgumentParser:
                                       "e.g. hunyuanvideo-transformer-fbcache")
     p.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a backbone option (repeatable), e.g. threshold=0.1")
+    p.add_argument("--transformer", metavar="FILE", help="a single .safetensors file for the transformer "
+                   "(diffusers or original/ComfyUI names, bf16/fp16/fp8/scaled fp8); --model supplies the configs")
+    p.add_argument("--vae", metavar="FILE", help="a single .safetensors file for the VAE")
+    p.add_argument("--text-encoder", metavar="FILE", help="a single .safetensors file for the LLaMA text encoder "
+                   "(e.g. llava_llama3_fp16.safetensors)")
+    p.add_argument("--text-encoder-2", metavar="FILE", help="a single .safetensors file for CLIP-L "
+                   "(e.g. clip_l.safetensors)")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="a LoRA adapter (repeatable): diffusers/PEFT, original or kohya/musubi keys; strength 1 "
+                        "when left out")
     p.add_argument("--out", default="video.mp4", help=".mp4 (H.264), .gif, or a folder for PNG frames "
                                                        "(default: %(default)s)")
     p.add_argument("--fps", type=float, default=24, help="(default: %(default)s)")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from contracts import PipelineSpec, TextEmbeddings, check_latents
+from plugins.common.options import LoraSpec
 from zoo.residency import Components
 from zoo.stages import Stage, StageLog
 
@@ -107,6 +109,25 @@ class TextToVideoPipeline:
     @property
     def scheduler(self) -> Any:
         return self.components.get("scheduler")
+
+    def load_lora(self, path: str | Path, strength: float = 1.0, name: str | None = None) -> str:
+        """Add a LoRA adapter to the backbone at ``strength``; its name. The adapter joins the
+        backbone's ``loras`` option, so a backbone built later (the ``low`` memory policy builds
+        it for each call) has it too; a backbone already built gets it now."""
+        config = self.components.plan.configs["backbone"]
+        if "loras" not in type(config).model_fields:
+            raise ValueError(f"backbone {self.spec.backbone.name!r} takes no LoRA adapters")
+        lora = {"path": Path(path), "strength": strength, "name": name or Path(path).stem}
+        built = self.components.built.get("backbone")
+        if built is not None:
+            built.load_lora(path, strength, lora["name"])
+        else:  # read and checked now, not at the first call
+            from plugins.common.lora import read_lora
+
+            read_lora(path)
+        self.components.plan.configs["backbone"] = config.model_copy(
+            update={"loras": [*config.loras, LoraSpec(**lora)]})
+        return lora["name"]
 
     def config(self, kind: str) -> Any:
         """A kind's config, known without building the component."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from contracts import PipelineSpec
+from plugins.common.checkpoint import Checkpoint
 from zoo.assembly import build, plan
 from zoo.pipeline import TextToVideoPipeline
 from zoo.presets import PRESETS
@@ -28,6 +30,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
 TEXT_ENCODERS: dict[tuple[str, str], str] = {
     ("LlamaModel", "CLIPTextModel"): "hunyuanvideo-text",
 }
+LoraArgument = str | Path | dict[str, Any]
 ENTRIES = {"transformer": "backbone", "vae": "autoencoder", "scheduler": "scheduler"}
 
 
@@ -92,10 +95,49 @@ def resolve_model(model: str | Path, **kinds: str | dict[str, Any]) -> tuple[Pip
     return spec_from_folder(folder, **kinds), {}
 
 
-def from_pretrained(model: str | Path, memory: str = "auto", **kinds: str | dict[str, Any]) -> TextToVideoPipeline:
+def _file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    return path
+
+
+def with_files(spec: PipelineSpec, transformer: str | Path | None = None, vae: str | Path | None = None,
+               text_encoder: str | Path | None = None, text_encoder_2: str | Path | None = None,
+               loras: Sequence[LoraArgument] = ()) -> PipelineSpec:
+    """``spec`` with single files in place of its components' weights (their configs and the
+    tokenizers still from the pipeline folder) and LoRA adapters on its backbone."""
+    components = {kind: component.model_copy(deep=True) for kind, component in spec.components().items()}
+    if transformer is not None:
+        components["backbone"].weights = _file(transformer, "transformer")
+    if vae is not None:
+        components["autoencoder"].weights = _file(vae, "vae")
+    for option, path in (("llm_options", text_encoder), ("clip_options", text_encoder_2)):
+        if path is not None:
+            encoder = components["encoder"]
+            encoder.options = {**encoder.options, option: {**encoder.options.get(option, {}),
+                                                           "weights_file": str(_file(path, option[:-8]))}}
+    if loras:
+        backbone = components["backbone"]
+        given = [lora if isinstance(lora, dict) else {"path": str(_file(lora, "LoRA"))} for lora in loras]
+        for lora in given:  # headers read now: a pickled or truncated file fails before anything is built
+            Checkpoint(_file(lora["path"], "LoRA"))
+        backbone.options = {**backbone.options, "loras": [*backbone.options.get("loras", []), *given]}
+    return spec.replace(**components)
+
+
+def from_pretrained(model: str | Path, memory: str = "auto", transformer: str | Path | None = None,
+                    vae: str | Path | None = None, text_encoder: str | Path | None = None,
+                    text_encoder_2: str | Path | None = None, loras: Sequence[LoraArgument] = (),
+                    **kinds: str | dict[str, Any]) -> TextToVideoPipeline:
     """A pipeline from a preset name, a diffusers pipeline folder, or a Hugging Face repo id
     already in the local cache. ``kinds`` swap components by name, e.g. ``scheduler="flow-match-heun"``;
     ``memory`` is the residency policy: ``auto``, ``low`` (one component at a time) or ``fast``.
+
+    ``transformer``, ``vae``, ``text_encoder`` (LLaMA) and ``text_encoder_2`` (CLIP-L) take single
+    safetensors files instead of the folder's weights (ComfyUI's files, fp8 included; see
+    docs/formats.md); ``loras`` are LoRA files, or dicts ``{path, strength, name}``.
     """
     spec, defaults = resolve_model(model, **kinds)
+    spec = with_files(spec, transformer, vae, text_encoder, text_encoder_2, loras)
     return build(plan(spec), defaults, memory)

@@ -29,7 +29,9 @@ ENCODER_SUBFOLDERS = ("text_encoder", "text_encoder_2")
 
 
 def stored_bytes(folder: Path) -> int:
-    """The bytes of the safetensors in ``folder``, or in its text encoder subfolders."""
+    """The bytes of the safetensors in ``folder`` (or a single file), or in its text encoder subfolders."""
+    if folder.is_file():
+        return Checkpoint(folder).nbytes
     folders = [folder] if any(folder.glob("*.safetensors")) else [
         folder / name for name in ENCODER_SUBFOLDERS if (folder / name).is_dir()]
     total = 0

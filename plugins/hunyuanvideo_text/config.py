@@ -75,6 +75,7 @@ class _HalfConfig(PrecisionConfig):
     tokenizer: Path | None = None  # a tokenizer folder, in place of the checkpoint's own
     text_config: dict[str, Any] | None = None  # architecture of a random build (no weights)
     seed: int = 0  # of a random build
+    weights_file: Path | None = None  # a single safetensors file in place of the subfolder's weights
 
 
 class LlamaEncoderConfig(_HalfConfig):

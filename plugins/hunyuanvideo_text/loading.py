@@ -35,6 +35,10 @@ def resolve(name: str, config: Any, weights: Path | None,
                              f"the architecture is {weights / config.subfolder}/config.json")
         model_folder = _folder(Path(weights) / config.subfolder, f"encoder {name!r}")
         model_config = config_class.from_pretrained(model_folder)
+        if config.weights_file is not None:  # a single file: the architecture still from the folder
+            if not Path(config.weights_file).is_file():
+                raise CheckpointError(f"encoder {name!r}: weights file {config.weights_file} does not exist")
+            model_folder = Path(config.weights_file)
     tokenizer_folder = config.tokenizer or Path(weights) / config.tokenizer_subfolder
     tokenizer = AutoTokenizer.from_pretrained(_folder(Path(tokenizer_folder), f"encoder {name!r} tokenizer"))
     return tokenizer, model_config, model_folder
