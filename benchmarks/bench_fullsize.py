@@ -30,9 +30,12 @@ the page cache (``posix_fadvise``; ``--warm`` keeps them):
   transformer, denoise, load the VAE, decode), in fp32 and, as a second row, bf16
   (``--diffusers-dtypes``).
 
-A watcher stops a run whose RSS passes ``--rss-limit`` GiB (default 22) or when the
+A watcher stops a run whose anonymous RSS passes ``--rss-limit`` GiB (default 22; the pages
+of a memory-mapped checkpoint also count in RSS, but the kernel can drop those) or when the
 machine's available memory falls under 1 GiB, and says at which stage; a run the kernel
-kills (-9) is reported as killed for memory at its stage. The stages after a failure then
+kills (-9) is reported as killed for memory at its stage. diffusers is measured as it is
+installed: without ``accelerate`` its ``from_pretrained`` first builds each model with random
+values (the script says which it found). The stages after a failure then
 run in a fresh process, on the outputs saved so far or, where there are none, on random
 inputs of the right shape (marked ``*``). Usage::
 
@@ -581,6 +584,14 @@ class Run:
             return "killed for memory (SIGKILL, the kernel's OOM killer)"
         return None
 
+    @property
+    def failure(self) -> str:
+        if self.memory_failure:
+            return self.memory_failure
+        if self.returncode < 0:
+            return f"killed by {signal.Signals(-self.returncode).name} from outside"
+        return f"exit status {self.returncode}"
+
     def tail(self, lines: int = 6) -> str:
         text = self.log.read_text(errors="replace").strip().splitlines() if self.log.is_file() else []
         return "\n".join("    " + line for line in text[-lines:])
@@ -708,7 +719,7 @@ def run_ours(folder: Path, work: Path, args: argparse.Namespace) -> Result:
     if policy:
         notes.append(f"ours: memory policy {policy}")
     if run.returncode != 0:
-        reason = run.memory_failure or f"exit status {run.returncode}"
+        reason = run.failure
         order = OURS_ORDER.get(policy or "", STAGES)
         current = next((name for name in order if name not in stages), None)
         if current:
@@ -890,7 +901,7 @@ def run_diffusers(folder: Path, work: Path, dtype: str, args: argparse.Namespace
             result.stages[stage["name"]] = stage
         if run.returncode == 0:
             break
-        reason = run.memory_failure or f"failed with exit status {run.returncode}"
+        reason = run.failure
         where = current or "(after the last stage)"
         result.failures.append(f"{label}: {reason} at stage {where!r}" + ("" if run.memory_failure else
                                                                             "\n" + run.tail()))
