@@ -143,13 +143,6 @@ def check_stats_path(path: str) -> Path:
     return stats
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(text)
-    os.replace(staging, path)
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from zoo.assembly import build, plan
     from zoo.export import check_output_path, export_video
@@ -178,15 +171,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     stats = check_stats_path(args.stats) if args.stats else None
     policy, reason = choose_policy(args.memory, checked)
     print(f"loading {args.model}; memory: {policy} ({reason})", file=sys.stderr)
-    log = StageLog(verbose=True)
+    log = StageLog(verbose=True, path=stats, extra={"memory": policy})
     pipe = build(checked, defaults, policy, log)
     result = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
                   true_cfg_scale=args.true_cfg, seed=args.seed, **settings)
     export_video(result.frames[0], out, fps=args.fps)
     frames, height, width = result.frames.shape[1:4]
     print(f"wrote {out} ({frames} frames, {width}x{height})")
-    if stats is not None:
-        write_atomically(stats, json.dumps({"memory": policy, **log.as_dict()}, indent=2))
     return 0
 
 

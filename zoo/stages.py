@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ def _peak(resettable: bool) -> int:
 
 @dataclass
 class StageLog:
-    """The stages of a run in order; ``verbose`` prints each as it ends, on stderr."""
+    """The stages of a run in order; ``verbose`` prints each as it ends, on stderr, and ``path``
+    (a JSON file) is rewritten after each, with ``extra`` at its top level, so a run that is
+    stopped midway still leaves the figures of the stages it finished."""
 
     verbose: bool = False
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
 
     @contextmanager
@@ -67,6 +75,10 @@ class StageLog:
         self.stages.append(stage)
         if self.verbose:
             print(stage.line(), file=sys.stderr)
+        if self.path is not None:
+            staging = self.path.with_name(f".{self.path.name}.partial")
+            staging.write_text(json.dumps({**self.extra, **self.as_dict()}, indent=2))
+            os.replace(staging, self.path)
 
     def as_dict(self) -> dict:
         return {"stages": [asdict(s) for s in self.stages],
