@@ -35,5 +35,5 @@ def load_component(kind: str, name: str, weights: str | Path | None = None, conf
     if weights.is_file():
         return entry.create(weights, saved, **options)
     if not weights.is_dir():
-        raise FileNotFoundError(f"{kind} {name!r}: weights {weights} do not exist")
+        raise FileNotFoundError(f"{kind} {name!r}: weights {weights} does not exist (a folder or a .safetensors file)")
     return entry.create(weights, saved if config is not None else read_config(weights), **options)
