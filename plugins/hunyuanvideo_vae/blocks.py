@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from mindspore import Tensor, mint, nn, ops
+from mindspore import Tensor, mint, nn
 
-from plugins.common.layers import GroupNorm, Linear, attention
+from plugins.common.layers import Linear, attention
 from plugins.hunyuanvideo_vae.conv import CausalConv3d, DownsampleCausal3D, UpsampleCausal3D
+from plugins.hunyuanvideo_vae.norm import GroupNorm
 
 EPS = 1e-6
 
@@ -15,16 +16,16 @@ class ResnetBlockCausal3D(nn.Cell):
 
     def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
         super().__init__()
-        self.norm1 = GroupNorm(groups, in_channels, eps=EPS)
+        self.norm1 = GroupNorm(groups, in_channels, eps=EPS, silu=True)
         self.conv1 = CausalConv3d(in_channels, out_channels, 3)
-        self.norm2 = GroupNorm(groups, out_channels, eps=EPS)
+        self.norm2 = GroupNorm(groups, out_channels, eps=EPS, silu=True)
         self.conv2 = CausalConv3d(out_channels, out_channels, 3)
         self.conv_shortcut = (CausalConv3d(in_channels, out_channels, 1)
                               if in_channels != out_channels else None)
 
     def construct(self, x: Tensor) -> Tensor:
-        h = self.conv1(ops.silu(self.norm1(x)))
-        h = self.conv2(ops.silu(self.norm2(h)))
+        h = self.conv1(self.norm1(x))
+        h = self.conv2(self.norm2(h))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         return h + x

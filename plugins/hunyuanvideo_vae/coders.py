@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
-from plugins.common.layers import GroupNorm
 from plugins.hunyuanvideo_vae.blocks import EPS, DownBlock3D, MidBlock3D, UpBlock3D
 from plugins.hunyuanvideo_vae.config import HunyuanVideoVAEConfig
 from plugins.hunyuanvideo_vae.conv import CausalConv3d
+from plugins.hunyuanvideo_vae.norm import GroupNorm
 
 
 def resampling(config: HunyuanVideoVAEConfig, index: int) -> tuple[int, int, int] | None:
@@ -37,7 +37,7 @@ class Encoder3D(nn.Cell):
             for i in range(len(widths))
         ])
         self.mid_block = MidBlock3D(widths[-1], groups, config.mid_block_add_attention)
-        self.conv_norm_out = GroupNorm(groups, widths[-1], eps=EPS)
+        self.conv_norm_out = GroupNorm(groups, widths[-1], eps=EPS, silu=True)
         self.conv_out = CausalConv3d(widths[-1], 2 * config.latent_channels, 3)
 
     def construct(self, x: Tensor) -> Tensor:
@@ -45,7 +45,7 @@ class Encoder3D(nn.Cell):
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)
-        return self.conv_out(ops.silu(self.conv_norm_out(x)))
+        return self.conv_out(self.conv_norm_out(x))
 
 
 class Decoder3D(nn.Cell):
@@ -61,11 +61,11 @@ class Decoder3D(nn.Cell):
                       resampling(config, i))
             for i in range(len(widths))
         ])
-        self.conv_norm_out = GroupNorm(groups, widths[-1], eps=EPS)
+        self.conv_norm_out = GroupNorm(groups, widths[-1], eps=EPS, silu=True)
         self.conv_out = CausalConv3d(widths[-1], config.out_channels, 3)
 
     def construct(self, x: Tensor) -> Tensor:
         x = self.mid_block(self.conv_in(x))
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(ops.silu(self.conv_norm_out(x)))
+        return self.conv_out(self.conv_norm_out(x))

@@ -9,12 +9,15 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
+from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, check_latents, check_video
 from plugins.common.runtime import dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_vae.coders import Decoder3D, Encoder3D
 from plugins.hunyuanvideo_vae.config import HunyuanVideoVAEConfig
+from plugins.hunyuanvideo_vae.conv import Conv3d
+from plugins.hunyuanvideo_vae.matmul_conv import release_scratch
 from plugins.hunyuanvideo_vae.tiling import TileSizes, tiled_spatial, tiled_temporal
 
 
@@ -27,8 +30,8 @@ class AutoencoderKLHunyuanVideo(nn.Cell):
         self.latent_channels = channels
         self.encoder = Encoder3D(config)
         self.decoder = Decoder3D(config)
-        self.quant_conv = nn.Conv3d(2 * channels, 2 * channels, 1, pad_mode="valid", has_bias=True)
-        self.post_quant_conv = nn.Conv3d(channels, channels, 1, pad_mode="valid", has_bias=True)
+        self.quant_conv = Conv3d(2 * channels, 2 * channels, 1)
+        self.post_quant_conv = Conv3d(channels, channels, 1)
 
     def encode_mean(self, video: Tensor) -> Tensor:
         """The posterior mean (the first half of the moments' channels)."""
@@ -51,7 +54,11 @@ class HunyuanVideoVAE:
     def __init__(self, config: HunyuanVideoVAEConfig, weights: Path | None = None) -> None:
         dispatch_synchronously_on_cpu()
         self.config = config
-        self.model = AutoencoderKLHunyuanVideo(config)
+        if weights is None:
+            self.model = AutoencoderKLHunyuanVideo(config)
+        else:  # no random initial values: the checkpoint replaces them all
+            with no_init_parameters():
+                self.model = AutoencoderKLHunyuanVideo(config)
         self.model.set_train(False)
         if weights is not None:
             load_weights(self.model, weights, what="hunyuanvideo-vae")
@@ -177,7 +184,10 @@ class HunyuanVideoVAE:
         return self.model(Tensor(np.ascontiguousarray(latents), ms.float32)).asnumpy()
 
     def _sliced(self, batch: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        if self.use_slicing and batch.shape[0] > 1:
-            return np.concatenate([run(batch[i:i + 1]) for i in range(batch.shape[0])])
-        return run(batch)
+        try:
+            if self.use_slicing and batch.shape[0] > 1:
+                return np.concatenate([run(batch[i:i + 1]) for i in range(batch.shape[0])])
+            return run(batch)
+        finally:  # the convolutions' scratch buffers are kept only while a call runs
+            release_scratch()
 
