@@ -12,7 +12,7 @@ from mindspore import Tensor, nn
 from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, check_latents, check_video
-from plugins.common.runtime import dispatch_synchronously_on_cpu
+from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_vae.coders import Decoder3D, Encoder3D
 from plugins.hunyuanvideo_vae.config import HunyuanVideoVAEConfig
@@ -53,6 +53,7 @@ class HunyuanVideoVAE:
 
     def __init__(self, config: HunyuanVideoVAEConfig, weights: Path | None = None) -> None:
         dispatch_synchronously_on_cpu()
+        compute_dtype(config.compute_dtype)  # refuses a dtype this device cannot compute in
         self.config = config
         if weights is None:
             self.model = AutoencoderKLHunyuanVideo(config)
@@ -61,7 +62,7 @@ class HunyuanVideoVAE:
                 self.model = AutoencoderKLHunyuanVideo(config)
         self.model.set_train(False)
         if weights is not None:
-            load_weights(self.model, weights, what="hunyuanvideo-vae")
+            load_weights(self.model, weights, "hunyuanvideo-vae", config.weight_dtype, config.stream_weights)
         self.use_tiling = False
         self.use_slicing = False
         self.use_framewise_encoding = True
