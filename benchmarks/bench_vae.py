@@ -21,31 +21,17 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import mindspore as ms
 import numpy as np
 import torch
+from bench_backbone import interleaved  # this folder is on the path when a benchmark runs
 from diffusers import AutoencoderKLHunyuanVideo
 
 import zoo
 
 LATENTS = ((1, 16, 2, 8, 8), (1, 16, 3, 16, 16))
-
-
-def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall times of ``repeats`` rounds, each calling every run once in turn, after one
-    warm-up round."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def load() -> str:
