@@ -4,6 +4,7 @@ from contracts.arrays import (
     ContractError,
     check_array,
     check_batch_vector,
+    check_images,
     check_latents,
     check_video,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "TextEmbeddings",
     "check_array",
     "check_batch_vector",
+    "check_images",
     "check_latents",
     "check_video",
     "is_compatible",

@@ -69,3 +69,17 @@ def check_batch_vector(value: object, batch: int, name: str) -> np.ndarray:
         raise ContractError(f"{name}: expected a scalar or [B] with B={batch}, "
                             f"got shape {tuple(array.shape)}")
     return array
+
+
+def check_images(images: object, name: str = "images") -> np.ndarray:
+    """Conditioning images ``[B, H, W, 3]``: 8-bit RGB, as decoded from an image file.
+
+    An encoder or the pipeline resizes and normalises them itself, each as its reference
+    does, so the boundary carries the pixels unchanged.
+    """
+    array = np.asarray(images)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ContractError(f"{name}: expected RGB images [B, H, W, 3], got shape {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise ContractError(f"{name}: expected 8-bit pixels (uint8), got dtype {array.dtype}")
+    return array

@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from contracts import ContractError, PipelineSpec, Schedule, TextEmbeddings, check_latents, check_video
+from contracts import (
+    ContractError,
+    PipelineSpec,
+    Schedule,
+    TextEmbeddings,
+    check_images,
+    check_latents,
+    check_video,
+)
 from contracts.version import is_compatible
 
 SPEC = {"encoder": "hunyuanvideo-text", "backbone": "hunyuanvideo-transformer",
@@ -81,3 +89,11 @@ def test_contract_versions(plugin, ours, ok):
 def test_a_malformed_contract_version_is_named():
     with pytest.raises(ValueError, match="'one' is not of the form 'MAJOR.MINOR'"):
         is_compatible("one")
+
+
+def test_images_are_8_bit_rgb_and_say_what_they_got():
+    assert check_images(np.zeros((2, 5, 7, 3), np.uint8)).shape == (2, 5, 7, 3)
+    with pytest.raises(ContractError, match=r"images: expected RGB images \[B, H, W, 3\], got shape \(1, 4, 4, 4\)"):
+        check_images(np.zeros((1, 4, 4, 4), np.uint8))
+    with pytest.raises(ContractError, match="expected 8-bit pixels"):
+        check_images(np.zeros((1, 4, 4, 3), np.uint16))
