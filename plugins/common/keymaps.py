@@ -155,6 +155,18 @@ LAYOUTS: tuple[Layout, ...] = (
            signature=("text_model.encoder.layers.0.self_attn.q_proj.weight",),
            fits=("text_model.encoder.layers.0.self_attn.q_proj.weight",),
            drop=(r"text_projection\.weight", r"logit_scale", r"text_model\.embeddings\.position_ids")),
+    # transformers renamed LlavaForConditionalGeneration's modules: 4 saved ``language_model.model.``,
+    # ``language_model.lm_head``, ``vision_tower.vision_model.``; 5 names them ``model.language_model.``,
+    # ``lm_head``, ``model.vision_tower.`` (``model.vision_tower.vision_model.`` in between) and saves
+    # them as 4 did, less the vision tower's ``vision_model.``.
+    Layout("a LLaVA model (LlavaForConditionalGeneration)",
+           signature=("language_model.model.embed_tokens.weight", "model.language_model.embed_tokens.weight"),
+           fits=("model.language_model.embed_tokens.weight",),
+           rules=(_rule(r"language_model\.model\.(.+)", "model.language_model.{0}"),
+                  _rule(r"(?:model\.)?vision_tower\.(?:vision_model\.)?(.+)", "model.vision_tower.{0}"),
+                  _rule(r"multi_modal_projector\.(.+)", "model.multi_modal_projector.{0}")),
+           drop=(r"(?:language_model\.)?lm_head\.weight", r".*\.position_ids",
+                 r"(?:model\.)?vision_tower\.(?:vision_model\.)?post_layernorm\.\w+")),
     # Recognised only, to say what a file is when it is given for the wrong component.
     Layout("the HunyuanVideo transformer in diffusers' layout",
            signature=("x_embedder.proj.weight", "context_embedder.proj_in.weight"), loads=False),

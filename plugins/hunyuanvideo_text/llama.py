@@ -28,18 +28,21 @@ def head_dim(config: LlamaConfig) -> int:
 
 
 class Rotary:
-    """Rotary positions ``0 .. L-1``: ``x * cos + rotate_half(x) * sin``, with ``cos``/``sin``
-    ``[1, 1, L, head_dim]`` in float32 as transformers computes them. ``rotate_half`` (the two
-    halves swapped, the new first half negated) is a product with a signed permutation, exact
-    in float32 and cheaper on MindSpore's CPU backend than slicing a tensor."""
+    """Rotary positions ``0 .. L-1``, or ``positions [B, L]`` given (as transformers'
+    ``position_ids``): ``x * cos + rotate_half(x) * sin``, with ``cos``/``sin``
+    ``[1 or B, 1, L, head_dim]`` in float32 as transformers computes them. ``rotate_half`` (the
+    two halves swapped, the new first half negated) is a product with a signed permutation,
+    exact in float32 and cheaper on MindSpore's CPU backend than slicing a tensor."""
 
-    def __init__(self, config: LlamaConfig, length: int) -> None:
+    def __init__(self, config: LlamaConfig, length: int, positions: np.ndarray | None = None) -> None:
         dim = head_dim(config)
         base = np.float32(config.rope_parameters["rope_theta"])
         inv_freq = np.float32(1.0) / base ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim))
-        freqs = np.arange(length, dtype=np.float32)[:, None] * inv_freq[None, :]
-        angles = np.concatenate([freqs, freqs], axis=-1)
-        self.cos, self.sin = Tensor(np.cos(angles)[None, None]), Tensor(np.sin(angles)[None, None])
+        if positions is None:
+            positions = np.arange(length)[None]
+        freqs = np.asarray(positions, np.float32)[..., None] * inv_freq
+        angles = np.concatenate([freqs, freqs], axis=-1)[:, None]
+        self.cos, self.sin = Tensor(np.cos(angles)), Tensor(np.sin(angles))
         half = dim // 2
         swap = np.zeros((dim, dim), np.float32)
         swap[np.arange(half) + half, np.arange(half)] = -1
@@ -122,8 +125,14 @@ class LlamaModel(nn.Cell):
     def construct(self, input_ids: Tensor, mask: Tensor, index: int) -> Tensor:
         """``hidden_states[index]`` (0 <= index <= num_hidden_layers): the embeddings, the output
         of layer ``index``, or, for the last, the normed output; later layers are not run."""
-        x = self.embed_tokens(input_ids).astype(self.compute)
-        rotary = Rotary(self.config, input_ids.shape[1])
+        return self.from_embeddings(self.embed_tokens(input_ids), mask, index)
+
+    def from_embeddings(self, embeddings: Tensor, mask: Tensor, index: int,
+                        positions: np.ndarray | None = None) -> Tensor:
+        """``hidden_states[index]`` of input embeddings ``[B, L, D]`` (transformers'
+        ``inputs_embeds``), at ``positions [B, L]`` (default ``0 .. L-1``)."""
+        x = embeddings.astype(self.compute)
+        rotary = Rotary(self.config, embeddings.shape[1], positions)
         for layer in self.layers[:index]:
             x = layer(x, mask, rotary)
         return self.norm(x) if index == len(self.layers) else x
