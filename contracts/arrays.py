@@ -83,3 +83,14 @@ def check_images(images: object, name: str = "images") -> np.ndarray:
     if array.dtype != np.uint8:
         raise ContractError(f"{name}: expected 8-bit pixels (uint8), got dtype {array.dtype}")
     return array
+
+
+def check_image_latents(image: object, latents: np.ndarray, name: str = "image") -> np.ndarray:
+    """A conditioning image's latents ``[B, C, 1, h, w]``, matching ``latents [B, C, T, h, w]``
+    in every dim but T."""
+    array = check_latents(image, name=name)
+    expected = (latents.shape[0], latents.shape[1], 1, *latents.shape[3:])
+    if array.shape != expected:
+        raise ContractError(f"{name}: expected the image's latents [B, C, 1, h, w] = {expected} to match "
+                            f"latents {tuple(latents.shape)}, got shape {tuple(array.shape)}")
+    return array

@@ -7,9 +7,16 @@ Every component is built as ``factory(config, weights)`` from its pydantic confi
 What the pipeline and the contract kit read from a component's config:
 
 - backbone: ``in_channels``, ``text_embed_dim``, ``pooled_projection_dim``,
-  ``patch_size``, ``patch_size_t``, ``guidance_embeds`` (diffusers' names);
+  ``patch_size``, ``patch_size_t``, ``guidance_embeds`` (diffusers' names); since
+  contract 1.1 optionally ``out_channels``, ``image_conditioning`` (one of
+  ``IMAGE_CONDITIONING``) and ``condition_channels``;
+- encoder: since 1.1 optionally ``takes_images`` (True: ``encode(prompts, images=...)``);
 - autoencoder: ``latent_channels``, ``spatial_compression``,
   ``temporal_compression``, ``scaling_factor``, ``causal`` (fields or properties).
+
+A config without the 1.1 attributes is a text-to-video component of contract 1.0:
+read through ``image_conditioning``, ``latent_channels_of`` and ``takes_images``
+below, it accepts no image.
 """
 
 from __future__ import annotations
@@ -23,10 +30,39 @@ from contracts.data import Schedule, TextEmbeddings
 
 KINDS: tuple[str, ...] = ("encoder", "backbone", "autoencoder", "scheduler")
 
+# How a backbone takes a conditioning image's latents ``[B, C, 1, h, w]``:
+# ``none``: it takes none (text to video);
+# ``latent_concat``: on extra input channels, the image's latents on the first frame and zeros
+#   after it (``condition_channels == C``, SkyReels-V1), plus a first-frame mask channel
+#   (``condition_channels == C + 1``, HunyuanVideo-I2V);
+# ``token_replace``: as the first latent frame itself, whose tokens the backbone conditions on
+#   timestep 0 (HunyuanVideo-I2V); the pipeline keeps that frame fixed.
+IMAGE_CONDITIONING: tuple[str, ...] = ("none", "latent_concat", "token_replace")
+
+
+def image_conditioning(backbone_config: Any) -> str:
+    """The conditioning a backbone config declares; ``none`` for one of contract 1.0."""
+    value = getattr(backbone_config, "image_conditioning", "none")
+    if value not in IMAGE_CONDITIONING:
+        raise ValueError(f"backbone config declares image_conditioning={value!r}; "
+                         f"expected one of {', '.join(IMAGE_CONDITIONING)}")
+    return value
+
+
+def latent_channels_of(backbone_config: Any) -> int:
+    """The channels of the latents a backbone denoises (its velocity's channels)."""
+    return int(getattr(backbone_config, "out_channels", None) or backbone_config.in_channels)
+
+
+def takes_images(encoder_config: Any) -> bool:
+    """Whether an encoder config declares ``encode(prompts, images=...)``; False for contract 1.0."""
+    return bool(getattr(encoder_config, "takes_images", False))
+
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Prompts to text embeddings."""
+    """Prompts to text embeddings. An encoder whose config has ``takes_images = True`` also
+    takes ``images=`` (8-bit RGB ``[B, H, W, 3]``, see ``check_images``), one per prompt."""
 
     config: Any
 
@@ -38,7 +74,10 @@ class Backbone(Protocol):
     """Predicts the flow-matching velocity of ``latents [B, C, T, h, w]``.
 
     ``timestep [B]`` is on the scheduler's 0..1000 scale; ``guidance [B]`` is the
-    user's guidance scale (e.g. 6.0) for guidance-distilled models, else None.
+    user's guidance scale (e.g. 6.0) for guidance-distilled models, else None. A backbone
+    whose config declares an ``image_conditioning`` other than ``none`` also takes
+    ``image=``, the conditioning image's scaled latents ``[B, C, 1, h, w]``
+    (see ``check_image_latents``); one of ``none`` is never passed it.
     """
 
     config: Any

@@ -5,7 +5,9 @@ it when the major versions are equal and the plugin's minor version is not newer
 than ours; otherwise the plugin is refused at load time with both versions named.
 """
 
-CONTRACT_VERSION = "1.0"
+# 1.1 (additive): conditioning images; a backbone declares the image conditioning it accepts,
+# an encoder whether it takes images. Plugins built for 1.0 are text-to-video components as before.
+CONTRACT_VERSION = "1.1"
 
 
 def parse_version(version: str) -> tuple[int, int]:

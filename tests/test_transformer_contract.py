@@ -98,8 +98,8 @@ def test_guidance_is_ignored_without_guidance_embedding():
 @pytest.mark.parametrize(("options", "expected"), [
     (dict(rope_axes_dim=(2, 2, 2)), "summing to attention_head_dim"),
     (dict(rope_axes_dim=(3, 1, 4)), "positive even"),
-    (dict(out_channels=4), "must equal in_channels"),
-    (dict(image_condition_type="token_replace"), "text-to-video"),
+    (dict(out_channels=4), r"in_channels \(3\) must be 4 or 8 for out_channels 4"),
+    (dict(image_condition_type="pixel_concat"), "image_condition_type"),
     (dict(num_layer=3), "did you mean 'num_layers'"),
     (dict(weight_dtype="float64"), "weight_dtype"),
 ])

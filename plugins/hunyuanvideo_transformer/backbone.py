@@ -17,7 +17,7 @@ import mindspore as ms
 import numpy as np
 from mindspore.nn.utils import no_init_parameters
 
-from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
+from contracts import ContractError, TextEmbeddings, check_batch_vector, check_image_latents, check_latents
 from plugins.common.lora import Adapters
 from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
@@ -30,7 +30,9 @@ GUIDANCE_MULTIPLIER = np.float32(1000.0)
 
 
 class HunyuanVideoTransformer:
-    """``backbone(latents, timestep, text, guidance=None) -> velocity`` of the latents' shape."""
+    """``backbone(latents, timestep, text, guidance=None, image=None) -> velocity`` of the latents'
+    shape; ``image``, the conditioning image's latents ``[B, C, 1, h, w]``, for an image-to-video
+    variant (see ``HunyuanVideoTransformerConfig``)."""
 
     def __init__(self, config: HunyuanVideoTransformerConfig, weights: Path | None = None) -> None:
         dispatch_synchronously_on_cpu()
@@ -50,9 +52,10 @@ class HunyuanVideoTransformer:
         self._rope: tuple[tuple[int, ...], ms.Tensor, ms.Tensor] | None = None
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,
-                 guidance: np.ndarray | None = None) -> np.ndarray:
+                 guidance: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
         cfg = self.config
         latents = self._check_latents(latents)
+        latents, zero_sin, replaced = self._condition(latents, image)
         batch = latents.shape[0]
         hidden, mask, pooled = self._check_text(text, batch)
         timestep_sin = self._tensor(timestep_sinusoids(check_batch_vector(timestep, batch, "timestep")))
@@ -75,9 +78,40 @@ class HunyuanVideoTransformer:
             video = np.ones((batch, patches.shape[1]), dtype=bool)
             joint_mask = ms.Tensor(np.concatenate([video, mask], axis=1)[:, None, None, :])
         real = self._tensor(mask[:, :, None].astype(np.float32))
+        extra = () if zero_sin is None else (zero_sin, replaced)
         out = self.network(self._tensor(patches), timestep_sin, guidance_sin, self._tensor(hidden), real,
-                           self._tensor(pooled), cos, sin, text_mask, joint_mask)
+                           self._tensor(pooled), cos, sin, text_mask, joint_mask, *extra)
         return self._unpatchify(out.float().asnumpy(), grid)
+
+    def _condition(self, latents: np.ndarray, image: object) -> tuple[np.ndarray, ms.Tensor | None, int]:
+        """The network's input with the image's latents in place: extra channels (the image on the
+        first frame, zeros after, and a first-frame mask when the model has one) or the first
+        frame itself; for token replacement also the timestep-0 sinusoid and the first frame's
+        token count."""
+        cfg = self.config
+        kind = cfg.image_conditioning
+        if kind == "none":
+            if image is not None:
+                raise ContractError("image: this backbone is text-to-video (image_conditioning='none') "
+                                    "and takes no conditioning image")
+            return latents, None, 0
+        if image is None:
+            raise ContractError(f"image: this backbone is image-to-video (image_conditioning={kind!r}); "
+                                f"expected the image's latents [B, C, 1, h, w]")
+        image = check_image_latents(image, latents)
+        if kind == "token_replace":
+            replaced = (latents.shape[3] // cfg.patch_size) * (latents.shape[4] // cfg.patch_size)
+            zero_sin = self._tensor(timestep_sinusoids(np.zeros(latents.shape[0], np.float32)))
+            return np.concatenate([image, latents[:, :, 1:]], axis=2), zero_sin, replaced
+        batch, _, frames, height, width = latents.shape
+        condition = np.zeros_like(latents)
+        condition[:, :, :1] = image
+        parts = [latents, condition]
+        if cfg.condition_channels == latents.shape[1] + 1:
+            mask = np.zeros((batch, 1, frames, height, width), np.float32)
+            mask[:, :, 0] = 1
+            parts.append(mask)
+        return np.concatenate(parts, axis=1), None, 0
 
     def load_lora(self, path: str | Path, strength: float = 1.0, name: str | None = None) -> str:
         """Add a LoRA adapter, applied on the fly at ``strength``; its name (see ``lora.Adapters``
@@ -89,7 +123,7 @@ class HunyuanVideoTransformer:
 
     def _check_latents(self, latents: object) -> np.ndarray:
         cfg = self.config
-        latents = check_latents(latents, cfg.in_channels)
+        latents = check_latents(latents, cfg.out_channels)
         _, _, frames, height, width = latents.shape
         if frames % cfg.patch_size_t or height % cfg.patch_size or width % cfg.patch_size:
             raise ContractError(

@@ -1,7 +1,9 @@
 """The dual-stream and single-stream transformer blocks, with their adaptive norms.
 
 Modulation vectors are ``[B, 1, D]``, one per item; a norm's ``(shift, scale)``
-applies as ``norm(x) * (1 + scale) + shift``.
+applies as ``norm(x) * (1 + scale) + shift``. Under token replacement (an image-to-video
+variant) the first frame's video tokens are modulated by a second conditioning vector, so
+the video stream's vectors become ``[B, N, D]``, one per token.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def gated(x: Tensor, update: Tensor, gate: Tensor) -> Tensor:
 def modulation(linear: nn.Cell, temb: Tensor, parts: int) -> tuple[Tensor, ...]:
     """``linear(silu(temb))`` split into ``parts`` vectors of ``[B, 1, D]``."""
     return mint.chunk(linear(ops.silu(temb)).unsqueeze(1), parts, -1)
+
+
+def first_tokens(first: Tensor, rest: Tensor, count: int, length: int) -> Tensor:
+    """Per-token modulation ``[B, length, D]``: ``first`` for the first ``count`` tokens (the
+    image's frame under token replacement), ``rest`` for the others."""
+    batch, _, dim = rest.shape
+    return mint.cat([expand(first, (batch, count, dim)), expand(rest, (batch, length - count, dim))], 1)
 
 
 class _Projection(nn.Cell):
@@ -67,8 +76,14 @@ class AdaNormZero(nn.Cell):
         self.linear = Linear(dim, parts * dim)
         self.norm = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
 
-    def construct(self, x: Tensor, temb: Tensor) -> tuple[Tensor, ...]:
-        shift, scale, *rest = modulation(self.linear, temb, self.parts)
+    def construct(self, x: Tensor, temb: Tensor, replace_temb: Tensor | None = None,
+                  replaced: int = 0) -> tuple[Tensor, ...]:
+        """With ``replace_temb``, the first ``replaced`` tokens take their modulation from it."""
+        parts = modulation(self.linear, temb, self.parts)
+        if replace_temb is not None:
+            firsts = modulation(self.linear, replace_temb, self.parts)
+            parts = tuple(first_tokens(first, part, replaced, x.shape[1]) for first, part in zip(firsts, parts, strict=True))
+        shift, scale, *rest = parts
         return (modulate(self.norm(x), shift, scale), *rest)
 
 
@@ -101,8 +116,9 @@ class DualStreamBlock(nn.Cell):
         self.ff_context = FeedForward(dim, mlp_ratio, gelu_tanh)
 
     def construct(self, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
-                  mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        norm_video, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(video, temb)
+                  mask: Tensor | None, replace_temb: Tensor | None = None,
+                  replaced: int = 0) -> tuple[Tensor, Tensor]:
+        norm_video, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(video, temb, replace_temb, replaced)
         norm_text, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = self.norm1_context(text, temb)
         video_attn, text_attn = self.attn(norm_video, norm_text, cos, sin, mask)
         video = gated(video, video_attn, gate_msa)
@@ -125,8 +141,9 @@ class SingleStreamBlock(nn.Cell):
         self.proj_mlp = Linear(dim, mlp_dim)
         self.proj_out = Linear(dim + mlp_dim, dim)
 
-    def construct(self, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        normed, gate = self.norm(x, temb)
+    def construct(self, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
+                  replace_temb: Tensor | None = None, replaced: int = 0) -> Tensor:
+        normed, gate = self.norm(x, temb, replace_temb, replaced)
         mlp = gelu_tanh(self.proj_mlp(normed))
         attn = self.attn(normed, cos, sin, mask)
         return gated(x, self.proj_out(mint.cat([attn, mlp], -1)), gate)

@@ -6,7 +6,7 @@ Field names and defaults are diffusers' ``HunyuanVideoTransformer3DModel`` confi
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from plugins.common.options import AdapterConfig, PrecisionConfig
 
@@ -18,6 +18,12 @@ class HunyuanVideoTransformerConfig(PrecisionConfig, AdapterConfig):
 
     The published 13B checkpoint is bf16 (26 GB): ``weight_dtype=auto`` keeps it so, and
     ``stream_weights=auto`` runs it from the mapped files where it does not fit in memory.
+
+    Image-to-video variants: ``image_condition_type="latent_concat"`` (HunyuanVideo-I2V, 33
+    channels: latents, image latents and a first-frame mask), ``"token_replace"``
+    (HunyuanVideo-I2V, 16 channels: the first latent frame is the image's, modulated as at
+    timestep 0), and SkyReels-V1's concat without a mask (``image_condition_type=None``,
+    ``in_channels = 2 * out_channels``).
     """
 
     in_channels: int = Field(16, ge=1)
@@ -36,21 +42,17 @@ class HunyuanVideoTransformerConfig(PrecisionConfig, AdapterConfig):
     pooled_projection_dim: int = Field(768, ge=1)
     rope_theta: float = Field(256.0, gt=0)
     rope_axes_dim: tuple[int, int, int] = (16, 56, 56)
-    image_condition_type: str | None = None
-
-    @field_validator("image_condition_type")
-    @classmethod
-    def _text_to_video(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError(f"image conditioning ({value!r}) is not supported; this backbone is "
-                             f"text-to-video (image_condition_type=None)")
-        return value
+    image_condition_type: Literal["latent_concat", "token_replace"] | None = None
 
     @model_validator(mode="after")
     def _shapes(self) -> "HunyuanVideoTransformerConfig":
-        if self.out_channels != self.in_channels:
-            raise ValueError(f"out_channels ({self.out_channels}) must equal in_channels "
-                             f"({self.in_channels}): the velocity has the latents' shape")
+        extra = self.in_channels - self.out_channels
+        allowed = {None: (0, self.out_channels), "latent_concat": (self.out_channels + 1,),
+                   "token_replace": (0,)}[self.image_condition_type]
+        if extra not in allowed:
+            wanted = " or ".join(str(self.out_channels + n) for n in allowed)
+            raise ValueError(f"in_channels ({self.in_channels}) must be {wanted} for out_channels "
+                             f"{self.out_channels} and image_condition_type={self.image_condition_type!r}")
         axes = self.rope_axes_dim
         if any(dim < 2 or dim % 2 for dim in axes) or sum(axes) != self.attention_head_dim:
             raise ValueError(f"rope_axes_dim {axes} must be three positive even sizes summing to "
@@ -60,3 +62,15 @@ class HunyuanVideoTransformerConfig(PrecisionConfig, AdapterConfig):
     @property
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def image_conditioning(self) -> str:
+        """The conditioning this backbone accepts (one of ``contracts.IMAGE_CONDITIONING``)."""
+        if self.image_condition_type is not None:
+            return self.image_condition_type
+        return "latent_concat" if self.in_channels != self.out_channels else "none"
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels the backbone reads beyond the latents: the image latents, and the mask."""
+        return self.in_channels - self.out_channels

@@ -42,6 +42,10 @@ class ConditionEmbedding(nn.Cell):
             out = out + self.guidance_embedder(guidance_sin)
         return out + self.text_embedder(pooled)
 
+    def token_replace(self, zero_sin: Tensor, pooled: Tensor) -> Tensor:
+        """The conditioning of the replaced (image) tokens: timestep 0 and the pooled text, no guidance."""
+        return self.timestep_embedder(zero_sin) + self.text_embedder(pooled)
+
 
 class _ConvWeights(nn.Cell):
     """The ``weight [D, C, pt, p, p]`` and ``bias [D]`` of diffusers' patch ``Conv3d``."""

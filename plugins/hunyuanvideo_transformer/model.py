@@ -35,18 +35,21 @@ class HunyuanVideoTransformer3D(nn.Cell):
 
     def construct(self, patches: Tensor, timestep_sin: Tensor, guidance_sin: Tensor | None, text: Tensor,
                   real: Tensor, pooled: Tensor, cos: Tensor, sin: Tensor, text_mask: Tensor | None,
-                  joint_mask: Tensor | None) -> Tensor:
-        """Video tokens ``[B, N, C*pt*p*p]`` -> output tokens of the same layout.
+                  joint_mask: Tensor | None, zero_sin: Tensor | None = None, replaced: int = 0) -> Tensor:
+        """Video tokens ``[B, N, C_in*pt*p*p]`` -> output tokens ``[B, N, C_out*pt*p*p]``.
 
         ``cos``/``sin [1, N + L, 1, head_dim]`` are the rotary tables of the joint sequence
         (tiled to the heads and batch once per call);
         ``real [B, L, 1]`` marks real text tokens; ``text_mask [B, 1, 1, L]`` and
         ``joint_mask [B, 1, 1, N + L]`` are the attention key masks (None: no padding).
+        Token replacement: ``zero_sin`` is the sinusoid of timestep 0, and the first ``replaced``
+        video tokens (the image's frame) are modulated by the conditioning it gives.
         """
         video, text, temb, cos, sin = self.embed(patches, timestep_sin, guidance_sin, text, real, pooled, cos, sin,
                                                  text_mask)
+        replace_temb = None if zero_sin is None else self.time_text_embed.token_replace(zero_sin, pooled)
         video, text = self.run_blocks(list(self.transformer_blocks), list(self.single_transformer_blocks),
-                                      video, text, temb, cos, sin, joint_mask)
+                                      video, text, temb, cos, sin, joint_mask, replace_temb, replaced)
         return self.proj_out(self.norm_out(video, temb))
 
     def embed(self, patches: Tensor, timestep_sin: Tensor, guidance_sin: Tensor | None, text: Tensor,
@@ -61,15 +64,16 @@ class HunyuanVideoTransformer3D(nn.Cell):
 
     @staticmethod
     def run_blocks(dual: list[nn.Cell], single: list[nn.Cell], video: Tensor, text: Tensor, temb: Tensor,
-                   cos: Tensor, sin: Tensor, joint_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+                   cos: Tensor, sin: Tensor, joint_mask: Tensor | None, replace_temb: Tensor | None = None,
+                   replaced: int = 0) -> tuple[Tensor, Tensor]:
         """Some dual-stream blocks, then some single-stream blocks on the joint sequence;
         the video and text tokens after them."""
         for block in dual:
-            video, text = block(video, text, temb, cos, sin, joint_mask)
+            video, text = block(video, text, temb, cos, sin, joint_mask, replace_temb, replaced)
         if single:
             length = video.shape[1]
             joint = mint.cat([video, text], 1)
             for block in single:
-                joint = block(joint, temb, cos, sin, joint_mask)
+                joint = block(joint, temb, cos, sin, joint_mask, replace_temb, replaced)
             video, text = joint[:, :length], joint[:, length:]
         return video, text
