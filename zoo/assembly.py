@@ -10,6 +10,7 @@ from typing import Any
 from contracts import ComponentConfig, PipelineSpec
 from plugins.common.checkpoint import Checkpoint, read_config
 from registry import ComponentEntry, RegistryError, UnknownComponentError, default_registry
+from zoo.conditioning import check_assembly
 from zoo.pipeline import TextToVideoPipeline
 from zoo.presets import PRESETS
 from zoo.residency import Components, choose_policy
@@ -110,6 +111,7 @@ def plan(spec: PipelineSpec) -> Plan:
     configs = {kind: entries[kind].configure(read_config(folders[kind]) if folders[kind] else {},
                                              **spec.components()[kind].options)
                for kind in entries}
+    check_assembly({kind: component.name for kind, component in spec.components().items()}, configs)
     files = {kind: path for kind, path in weights.items() if path is not None and path.is_file()}
     for file in files.values():
         Checkpoint(file)

@@ -3,7 +3,10 @@
 It follows diffusers' ``HunyuanVideoPipeline`` step for step (argument names,
 embedded guidance, true CFG with a negative prompt, the scaling factor applied
 before decoding, the frames' rounding), but talks to each component only through
-its contract, so any registered component of the right kind can stand in.
+its contract, so any registered component of the right kind can stand in. Given an
+``image`` and a backbone that declares image conditioning, it is diffusers'
+``HunyuanVideoImageToVideoPipeline`` or ``HunyuanSkyreelsImageToVideoPipeline``
+(see ``zoo.conditioning``).
 """
 
 from __future__ import annotations
@@ -16,8 +19,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from contracts import PipelineSpec, TextEmbeddings, check_latents
+from contracts import (
+    PipelineSpec,
+    TextEmbeddings,
+    check_latents,
+    image_conditioning,
+    latent_channels_of,
+    takes_images,
+)
 from plugins.common.options import LoraSpec
+from zoo import images as image_io
+from zoo.conditioning import INTERLEAVE, ImageCondition, check_image_request, family
 from zoo.residency import Components
 from zoo.stages import Stage, StageLog
 
@@ -135,15 +147,16 @@ class TextToVideoPipeline:
 
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         ae = self.config("autoencoder")
-        return (batch, self.config("backbone").in_channels, (num_frames - 1) // ae.temporal_compression + 1,
+        return (batch, latent_channels_of(self.config("backbone")), (num_frames - 1) // ae.temporal_compression + 1,
                 height // ae.spatial_compression, width // ae.spatial_compression)
 
     @staticmethod
     def encode(encoder: Any, prompts: list[str], copies: int, prompt_template: dict | None,
-               max_sequence_length: int | None) -> TextEmbeddings:
+               max_sequence_length: int | None, **image_options: Any) -> TextEmbeddings:
+        """``image_options`` (``images``, ``image_embed_interleave``) go to an encoder that takes images."""
         options = {k: v for k, v in (("prompt_template", prompt_template),
                                      ("max_sequence_length", max_sequence_length)) if v is not None}
-        text = encoder.encode(prompts, **options)
+        text = encoder.encode(prompts, **options, **image_options)
         return text.select(np.repeat(np.arange(text.batch_size), copies))
 
     def __call__(
@@ -162,14 +175,20 @@ class TextToVideoPipeline:
         max_sequence_length: int | None = None,
         num_videos_per_prompt: int = 1,
         progress: bool = True,
+        image: str | Path | np.ndarray | None = None,
+        image_embed_interleave: int | None = None,
     ) -> GenerationResult:
+        """``image``: for an image-to-video model, the image to animate (a file, ``[H, W, 3]`` uint8,
+        or ``[B, H, W, 3]`` one per prompt); it is resized to ``height x width``."""
         settings = generation_settings(self.defaults, height=height, width=width, num_frames=num_frames,
                                        num_inference_steps=num_inference_steps)
         height, width = settings["height"], settings["width"]
         num_frames, num_inference_steps = settings["num_frames"], settings["num_inference_steps"]
         prompts = as_prompts(prompt)
         check_inputs(self.config("autoencoder"), num_frames, height, width, num_inference_steps)
+        check_image_request(self.spec.backbone.name, self.config("backbone"), image is not None)
         batch = len(prompts) * num_videos_per_prompt
+        pixels = None if image is None else image_io.as_image_batch(image, len(prompts))
         negatives = None
         if negative_prompt is not None and true_cfg_scale > 1:
             negatives = as_prompts(negative_prompt, "negative_prompt")
@@ -185,10 +204,14 @@ class TextToVideoPipeline:
                              f"at {height}x{width}, got {tuple(latents.shape)}")
 
         first_stage = len(self.log.stages)
+        image_options = self.image_options(pixels, height, width, image_embed_interleave)
         text, negative_text = self.components.run("encoder", "encode", lambda encoder: tuple(
             None if group is None else self.encode(encoder, group, num_videos_per_prompt, prompt_template,
-                                                   max_sequence_length)
-            for group in (prompts, negatives)))
+                                                   max_sequence_length, **options)
+            for group, options in ((prompts, image_options[0]), (negatives, image_options[1]))))
+        condition = None if pixels is None else self.image_condition(pixels, num_videos_per_prompt, height, width)
+        if condition is not None:
+            latents = condition.initial(latents)
         guidance = (np.full((batch,), guidance_scale, np.float32) if self.config("backbone").guidance_embeds
                     else None)
         scheduler = self.scheduler
@@ -198,16 +221,46 @@ class TextToVideoPipeline:
             sample = latents
             for index in tqdm(range(len(schedule)), desc="denoising", disable=not progress):
                 timestep = np.full((batch,), schedule.timesteps[index], np.float32)
-                velocity = backbone(sample, timestep, text, guidance)
+                velocity = backbone(sample, timestep, text, guidance, **extra)
                 if negative_text is not None:
-                    unconditional = backbone(sample, timestep, negative_text, guidance)
+                    unconditional = backbone(sample, timestep, negative_text, guidance, **extra)
                     velocity = unconditional + true_cfg_scale * (velocity - unconditional)
-                sample = scheduler.step(velocity, schedule, index, sample)
+                if condition is None:
+                    sample = scheduler.step(velocity, schedule, index, sample)
+                else:
+                    sample = condition.step(scheduler, velocity, schedule, index, sample)
             return sample
+
+        extra = {} if condition is None else {"image": condition.latents}
 
         latents = self.components.run("backbone", "denoise", denoise)
         scaled = latents / np.float32(self.config("autoencoder").scaling_factor)
         videos = self.components.run("autoencoder", "decode", lambda autoencoder: [
             autoencoder.decode(scaled[i:i + 1]) for i in tqdm(range(batch), desc="decoding", disable=not progress)])
-        return GenerationResult(frames=video_to_frames(np.concatenate(videos)), latents=latents,
+        video = np.concatenate(videos)
+        if condition is not None:
+            video = condition.frames(video, self.config("autoencoder").temporal_compression)
+        return GenerationResult(frames=video_to_frames(video), latents=latents,
                                 stages=self.log.stages[first_stage:])
+
+    def image_options(self, pixels: np.ndarray | None, height: int, width: int,
+                      interleave: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What an encoder that takes images gets with the prompts and with the negative prompts:
+        the image, and for the negatives a black one, as diffusers' I2V pipeline encodes them
+        (the negatives at the encoder's own ``image_embed_interleave``, as diffusers' are)."""
+        if pixels is None or not takes_images(self.config("encoder")):
+            return {}, {}
+        kind = image_conditioning(self.config("backbone"))
+        interleave = interleave if interleave is not None else INTERLEAVE.get(kind)
+        options = {} if interleave is None else {"image_embed_interleave": interleave}
+        return {"images": pixels, **options}, {"images": np.zeros((1, height, width, 3), np.uint8)}
+
+    def image_condition(self, pixels: np.ndarray, copies: int, height: int, width: int) -> ImageCondition:
+        """The image's scaled latents, from the autoencoder (its ``encode`` stage)."""
+        video = image_io.to_video(pixels, height, width)
+        scale = np.float32(self.config("autoencoder").scaling_factor)
+        encoded = self.components.run("autoencoder", "encode image", lambda autoencoder: np.concatenate(
+            [autoencoder.encode(video[i:i + 1]) for i in range(len(video))]))
+        backbone = self.config("backbone")
+        return ImageCondition(latents=np.repeat(encoded * scale, copies, axis=0),
+                              kind=image_conditioning(backbone), family=family(backbone))

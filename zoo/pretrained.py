@@ -2,7 +2,10 @@
 
 diffusers' and transformers' class names in ``model_index.json`` map to registered
 component names, so a folder written by ``HunyuanVideoPipeline.save_pretrained``
-(or the published ``hunyuanvideo-community/HunyuanVideo`` layout) loads unchanged.
+(or the published ``hunyuanvideo-community/HunyuanVideo`` layout) loads unchanged; so do
+``HunyuanVideoImageToVideoPipeline`` folders (LLaVA text encoder, the transformer's
+``image_condition_type``) and ``HunyuanSkyreelsImageToVideoPipeline`` ones (a 32-channel
+transformer), whose transformer config makes the pipeline an image-to-video one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
 # The text encoders come as a pair of entries that make one encoder.
 TEXT_ENCODERS: dict[tuple[str, str], str] = {
     ("LlamaModel", "CLIPTextModel"): "hunyuanvideo-text",
+    ("LlavaForConditionalGeneration", "CLIPTextModel"): "hunyuanvideo-i2v-text",
 }
 LoraArgument = str | Path | dict[str, Any]
 ENTRIES = {"transformer": "backbone", "vae": "autoencoder", "scheduler": "scheduler"}
