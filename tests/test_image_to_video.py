@@ -12,12 +12,14 @@ from diffusers import (
     AutoencoderKLHunyuanVideo,
     FlowMatchEulerDiscreteScheduler,
     HunyuanSkyreelsImageToVideoPipeline,
+    HunyuanVideoImageToVideoPipeline,
     HunyuanVideoTransformer3DModel,
 )
 from diffusers.pipelines.hunyuan_video import pipeline_hunyuan_skyreels_image2video as skyreels_module
 from transformers import CLIPTextModel, LlamaModel
 
 import zoo
+from tests import llava_fixtures as fx
 from tests.text_fixtures import randomized
 from zoo import tiny
 
@@ -41,8 +43,8 @@ def sample_image(seed: int = 0, size: tuple[int, int] = (40, 48)) -> np.ndarray:
     return np.asarray(PIL.Image.fromarray(coarse).resize(size[::-1], PIL.Image.Resampling.BILINEAR))
 
 
-def initial_latents(seed: int = 0) -> np.ndarray:
-    shape = (1, 16, (SIZE["num_frames"] - 1) // 4 + 1, SIZE["height"] // 8, SIZE["width"] // 8)
+def initial_latents(seed: int = 0, num_frames: int = SIZE["num_frames"]) -> np.ndarray:
+    shape = (1, 16, (num_frames - 1) // 4 + 1, SIZE["height"] // 8, SIZE["width"] // 8)
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
@@ -108,3 +110,54 @@ def test_a_backbone_and_autoencoder_of_different_latents_are_refused_naming_both
                                          r"autoencoder 'hunyuanvideo-vae' makes 16-channel"):
         zoo.from_pretrained(skyreels_folder, backbone={"name": "hunyuanvideo-transformer",
                                                        "options": {"in_channels": 16, "out_channels": 8}})
+
+
+# HunyuanVideo-I2V's latent_concat drops the decoded frames of the first latent frame: 9 frames give 5.
+I2V_SIZE = {**SIZE, "num_frames": 9}
+LLAVA = fx.llava_config()
+I2V_TEMPLATE = fx.template(fx.expected_features(LLAVA))
+
+
+@pytest.fixture(scope="module", params=["latent_concat", "token_replace"])
+def i2v_folder(request, tmp_path_factory):
+    """A tiny HunyuanVideo-I2V pipeline (LLaVA and CLIP encoders) with random weights, saved by diffusers."""
+    kind = request.param
+    tokenizer_2 = tiny.clip_tokenizer()
+    transformer = randomized(HunyuanVideoTransformer3DModel(**{
+        **tiny.TRANSFORMER, "in_channels": 33 if kind == "latent_concat" else 16, "image_condition_type": kind,
+        "text_embed_dim": LLAVA.text_config.hidden_size}), 1)
+    pipe = HunyuanVideoImageToVideoPipeline(
+        text_encoder=fx.reference_llava(LLAVA, 2), tokenizer=fx.tokenizer(), transformer=transformer,
+        vae=tiny_vae(3), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=randomized(CLIPTextModel(tiny.clip_config(tokenizer_2)), 4), tokenizer_2=tokenizer_2,
+        image_processor=fx.image_processor(LLAVA.vision_config.image_size))
+    folder = tmp_path_factory.mktemp(f"i2v-{kind}") / "pipeline"
+    pipe.save_pretrained(folder)
+    return kind, folder
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_i2v_frames_equal_diffusers_given_the_same_latents(i2v_folder, case):
+    kind, folder = i2v_folder
+    options = {**CASES[case], "prompt_template": I2V_TEMPLATE}
+    image, latents = sample_image(), initial_latents(num_frames=I2V_SIZE["num_frames"])
+    pipe = zoo.from_pretrained(folder)
+    assert pipe.spec.encoder.name == "hunyuanvideo-i2v-text"
+    assert pipe.config("backbone").image_conditioning == kind
+    ours = pipe(PROMPT, image=image, latents=latents, progress=False, **I2V_SIZE, **options)
+    reference = HunyuanVideoImageToVideoPipeline.from_pretrained(folder)
+    with torch.no_grad():
+        expected = frames_of(reference(image=PIL.Image.fromarray(image), prompt=PROMPT,
+                                       latents=torch.from_numpy(latents), output_type="np", **I2V_SIZE,
+                                       **options).frames)
+    frames = 5 if kind == "latent_concat" else 9
+    assert ours.frames.shape == expected.shape == (1, frames, 32, 32, 3)
+    assert np.abs(ours.frames.astype(np.int16) - expected).max() <= 1
+    assert ours.frames.std() > 0
+
+
+def test_an_i2v_backbone_with_a_prompt_only_encoder_is_refused_naming_both(i2v_folder):
+    kind, folder = i2v_folder
+    with pytest.raises(ValueError, match=rf"backbone 'hunyuanvideo-transformer' \({kind}, HunyuanVideo-I2V\) needs "
+                                         r"an encoder that reads the image .* encoder 'hunyuanvideo-clip' takes"):
+        zoo.from_pretrained(folder, encoder="hunyuanvideo-clip")
