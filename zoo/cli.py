@@ -144,6 +144,7 @@ def check_stats_path(path: str) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from zoo import distributed
     from zoo.assembly import build, plan
     from zoo.export import check_output_path, export_video
     from zoo.pipeline import as_prompts, check_inputs, generation_settings
@@ -151,14 +152,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from zoo.residency import choose_policy
     from zoo.stages import StageLog
 
+    worker = distributed.under_msrun()
+    group = distributed.group() if worker else None  # msrun's scheduler process serves the job from here
+    lead = group is None or group.rank == 0  # the process that talks to the user and writes the video
+    if args.devices > 1 and not worker:
+        distributed.check_devices(args.devices)
     as_prompts(args.prompt)
-    out = check_output_path(args.out)
+    out = check_output_path(args.out) if lead else None
     spec, defaults = resolve_model(args.model)
     spec = with_files(spec, args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                       [parse_lora(lora) for lora in args.lora])
     scheduler, backbone = spec.scheduler.model_copy(), spec.backbone.model_copy()
     scheduler.name = args.scheduler or scheduler.name
-    backbone.name = args.backbone or backbone.name
+    backbone.name = args.backbone or (distributed.PARALLEL_BACKBONE if worker or args.devices > 1 else backbone.name)
     if args.shift is not None:
         scheduler.options = {**scheduler.options, "shift": args.shift}
     backbone.options = {**backbone.options, **parse_options(args.backbone_option)}
@@ -169,12 +175,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     check_inputs(checked.configs["autoencoder"], settings["num_frames"], settings["height"],
                  settings["width"], settings["num_inference_steps"])
     stats = check_stats_path(args.stats) if args.stats else None
+    if args.devices > 1 and not worker:
+        distributed.check_split(checked.configs["backbone"], args.devices)
+        return distributed.launch(args.argv, args.devices, args.port)
     policy, reason = choose_policy(args.memory, checked)
-    print(f"loading {args.model}; memory: {policy} ({reason})", file=sys.stderr)
-    log = StageLog(verbose=True, path=stats, extra={"memory": policy})
-    pipe = build(checked, defaults, policy, log)
+    if lead:
+        print(f"loading {args.model}; memory: {policy} ({reason})", file=sys.stderr)
+    log = StageLog(verbose=lead, path=stats if lead else None, extra={"memory": policy})
+    pipe = distributed.build(checked, defaults, policy, log, group) if worker else build(checked, defaults, policy, log)
     result = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
-                  true_cfg_scale=args.true_cfg, seed=args.seed, **settings)
+                  true_cfg_scale=args.true_cfg, seed=args.seed, progress=lead, **settings)
+    if not lead:
+        return 0
     export_video(result.frames[0], out, fps=args.fps)
     frames, height, width = result.frames.shape[1:4]
     print(f"wrote {out} ({frames} frames, {width}x{height})")
@@ -232,6 +244,10 @@ def parser() -> argparse.ArgumentParser:
                         "when the checkpoints would not fit in the memory available (default: %(default)s)")
     p.add_argument("--stats", metavar="FILE.json",
                    help="write each stage's wall time, peak RSS and bytes read to this JSON file")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="split the backbone across N processes on this machine (msrun is started for you; "
+                        "across machines, run this command under your own msrun instead)")
+    p.add_argument("--port", type=int, help="msrun's scheduler port with --devices (default: a free one)")
     p.set_defaults(run=cmd_generate)
     p = sub.add_parser("check", help="run the contract kit on a registered component")
     p.add_argument("kind", choices=KINDS)
@@ -251,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GLOG_v", "3")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what msrun's workers run with --devices
     try:
         return args.run(args)
     except (RegistryError, ValueError, OSError) as exc:

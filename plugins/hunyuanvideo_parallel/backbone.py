@@ -59,17 +59,10 @@ class ParallelTransformer(HunyuanVideoTransformer):
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,
                  guidance: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
         if self.group.size > 1:
-            latents, timestep = self._from_rank0(latents), self._from_rank0(timestep)
-            guidance, image = self._from_rank0(guidance), self._from_rank0(image)
+            mine = None if self.group.rank else (latents, timestep, guidance, image)
+            latents, timestep, guidance, image = self.group.broadcast(mine)
         extra = {} if image is None else {"image": image}
         return super().__call__(latents, timestep, text, guidance, **extra)
-
-    def _from_rank0(self, value: object) -> object:
-        """Rank 0's ``value`` (None or an array-like) on every rank."""
-        present = self.group.broadcast(np.array(value is not None))
-        if not present:
-            return None
-        return self.group.broadcast(np.asarray(value, np.float32) if self.group.rank == 0 else None)
 
     def load_lora(self, path: str | Path, strength: float = 1.0, name: str | None = None) -> str:
         raise ParallelError("hunyuanvideo-transformer-parallel takes no LoRA adapters; use hunyuanvideo-transformer")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -24,7 +25,11 @@ import numpy as np
 from mindspore import Tensor, ops
 
 CHUNK_BYTES = 8 << 20
+MAX_DIMS = 6
+HEADER = 64  # float32 values: a count, then per array its rank (-1: None) and MAX_DIMS sizes
 COLLECTIVE_TIMEOUT_S = 3600
+# Intra-op threads of each worker, set by a launcher that puts several workers on one machine's cores.
+THREADS_VARIABLE = "HUNYUAN_ZOO_THREADS"
 
 
 class ParallelError(ValueError):
@@ -99,24 +104,42 @@ class Group:
         stacked = self._all_gather(rows).reshape(self.size, count, width)
         return stacked.transpose(1, 0, 2).reshape(count, self.size * width)
 
-    def broadcast(self, array: np.ndarray | None) -> np.ndarray:
-        """Rank 0's ``array`` (any shape, any numeric dtype) on every rank; other ranks pass None
-        (or anything: theirs is ignored). Shape and dtype travel first."""
+    def broadcast(self, arrays: Sequence[np.ndarray | None] | None) -> list[np.ndarray | None]:
+        """Rank 0's ``arrays`` (each None or of up to ``MAX_DIMS`` dimensions) on every rank, as float32;
+        other ranks pass None. Two broadcasts: a header of the shapes, then every value at once."""
         if self.size == 1:
-            return np.asarray(array)
-        header = np.zeros(16, np.float32)
+            return [None if a is None else np.asarray(a, np.float32) for a in arrays]
+        header = np.zeros(HEADER, np.float32)
         if self.rank == 0:
-            array = np.asarray(array)
-            if array.ndim > 14:
-                raise ParallelError(f"broadcast: at most 14 dimensions, got {array.ndim}")
-            header[:2] = (_DTYPES.index(array.dtype.str), array.ndim)
-            header[2:2 + array.ndim] = array.shape
+            arrays = [None if a is None else np.asarray(a, np.float32) for a in arrays]
+            if 1 + len(arrays) * (MAX_DIMS + 1) > HEADER or any(a is not None and a.ndim > MAX_DIMS for a in arrays):
+                raise ParallelError(f"broadcast: at most {MAX_DIMS} dimensions and "
+                                    f"{(HEADER - 1) // (MAX_DIMS + 1)} arrays at a time")
+            header[0] = len(arrays)
+            for i, a in enumerate(arrays):
+                at = 1 + i * (MAX_DIMS + 1)
+                header[at] = -1 if a is None else a.ndim
+                if a is not None:
+                    header[at + 1:at + 1 + a.ndim] = a.shape
         header = self._send(header)
-        dtype, ndim = _DTYPES[int(header[0])], int(header[1])
-        shape = tuple(int(n) for n in header[2:2 + ndim])
-        values = np.asarray(array, np.float32).reshape(-1) if self.rank == 0 else np.zeros(
-            int(np.prod(shape)), np.float32)
-        return self._send(values).astype(dtype).reshape(shape)
+        shapes = []
+        for i in range(int(header[0])):
+            at = 1 + i * (MAX_DIMS + 1)
+            ndim = int(header[at])
+            shapes.append(None if ndim < 0 else tuple(int(n) for n in header[at + 1:at + 1 + ndim]))
+        total = sum(int(np.prod(shape)) for shape in shapes if shape is not None)
+        values = (np.concatenate([a.reshape(-1) for a in arrays if a is not None] or [np.zeros(0, np.float32)])
+                  if self.rank == 0 else np.zeros(total, np.float32))
+        values = self._send(values)
+        out, at = [], 0
+        for shape in shapes:
+            if shape is None:
+                out.append(None)
+                continue
+            size = int(np.prod(shape))
+            out.append(values[at:at + size].reshape(shape))
+            at += size
+        return out
 
     def _send(self, values: np.ndarray) -> np.ndarray:
         self.traffic.add("Broadcast", values.nbytes)
@@ -135,11 +158,6 @@ class Group:
         if differing:
             raise ParallelError(f"worker(s) {differing} run other versions than worker 0 ({mine}); install the "
                                 f"same hunyuan-zoo, MindSpore and NumPy on every machine")
-
-
-# dtypes a broadcast array may have (their index travels in the header)
-_DTYPES = [np.dtype(t).str for t in (np.float32, np.float16, np.float64, np.int32, np.int64, np.bool_, np.uint8)]
-_DTYPES = [np.dtype(s) for s in _DTYPES]
 
 
 def versions() -> str:
@@ -165,6 +183,9 @@ def world() -> Group:
     from mindspore.communication import get_group_size, get_rank, init
 
     init()
+    threads = os.environ.get(THREADS_VARIABLE, "")
+    if threads.isdigit() and int(threads) > 0:
+        ms.set_context(runtime_num_threads=int(threads))
     group = Group(get_rank(), get_group_size())
     if group.size > 1:
         group.check_same_versions()

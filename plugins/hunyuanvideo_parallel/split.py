@@ -17,19 +17,11 @@ import numpy as np
 from mindspore import nn
 
 from plugins.common.precision import Stored, store
-from plugins.hunyuanvideo_parallel.comm import Group, ParallelError
+from plugins.hunyuanvideo_parallel.comm import Group
+from plugins.hunyuanvideo_parallel.config import check_divides
 from plugins.hunyuanvideo_parallel.layers import ColumnLinear, RowLinear, own_range
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.model import HunyuanVideoTransformer3D
-
-
-def check_divides(config: HunyuanVideoTransformerConfig, size: int) -> None:
-    """Heads and MLP features must split evenly."""
-    heads, mlp = config.num_attention_heads, int(config.inner_dim * config.mlp_ratio)
-    if heads % size or mlp % size:
-        fits = [n for n in range(1, heads + 1) if heads % n == 0 and mlp % n == 0]
-        raise ParallelError(f"{size} processes cannot split {heads} attention heads and {mlp} MLP features "
-                            f"evenly; use one of {fits}")
 
 
 def _put(parent: nn.Cell, key: str | int, new: nn.Cell, copy: bool) -> None:

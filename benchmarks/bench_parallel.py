@@ -1,0 +1,200 @@
+"""The parallel backbone on 1 and on 2 processes of this machine: wall time per step, each process's
+peak RSS, bytes exchanged per step, and the collectives' own cost.
+
+For each configuration a random checkpoint is written (float32, the published widths or
+bench-medium's, with few blocks), then the same script runs as a worker: once alone (1 process,
+all cores) and once under ``msrun`` with 2 workers (each on its share of the cores). Each worker
+builds ``hunyuanvideo-transformer-parallel`` from the checkpoint (its slices only), calls it once to
+warm up and ``--steps`` times timed, with bench-medium's inputs (latents 16 x 5 x 32 x 32, 1280
+video tokens, 256 text tokens). The 2-worker run also times AllReduce, AllGather and Broadcast
+from 4 bytes to 32 MiB. Results go to ``--json``; the table is printed.
+
+    GLOG_v=3 flock /tmp/heavy.lock python benchmarks/bench_parallel.py [--configs bench-medium real] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {
+    # bench_backbone's bench-medium: 12 heads x 128, 2 dual + 2 single blocks
+    "bench-medium": dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2),
+    # the published width (24 heads x 128, MLP 4x, text 4096, pooled 768) with 1 block of each kind
+    "real": dict(num_attention_heads=24, attention_head_dim=128, num_layers=1, num_single_layers=1),
+}
+LATENTS = (1, 16, 5, 32, 32)
+TEXT_TOKENS = 256
+SIZES = [4, 64 << 10, 1 << 20, 8 << 20, 32 << 20]
+
+
+def rss_peak() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def write_checkpoint(name: str, folder: Path) -> None:
+    from plugins.common.weights import save_weights, seed_parameters
+    from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
+    from plugins.hunyuanvideo_transformer.model import HunyuanVideoTransformer3D
+
+    config = HunyuanVideoTransformerConfig(**CONFIGS[name])
+    network = HunyuanVideoTransformer3D(config)
+    seed_parameters(network, 0)
+    save_weights(network, folder)
+    (folder / "config.json").write_text(json.dumps(CONFIGS[name]))
+
+
+def time_collectives(group) -> dict[str, dict[str, float]]:
+    """Median seconds per call of each collective, by payload bytes (5 calls after 1 warm-up)."""
+    from mindspore import Tensor
+
+    out: dict[str, dict[str, float]] = {"AllReduce": {}, "AllGather": {}, "Broadcast": {}}
+    for size in SIZES:
+        rows = Tensor(np.ones((max(1, size // 4096), min(1024, size // 4)), np.float32))
+        values = np.ones(size // 4, np.float32)
+        runs = {"AllReduce": lambda rows=rows: group.all_reduce(rows).asnumpy(),
+                "AllGather": lambda rows=rows: group.gather_last(rows).asnumpy(),
+                "Broadcast": lambda values=values: group.broadcast([values if group.rank == 0 else None])}
+        for name, run in runs.items():
+            run()
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            out[name][str(size)] = float(np.median(times))
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    import mindspore as ms
+
+    from contracts import TextEmbeddings
+    from plugins.hunyuanvideo_parallel.backbone import ParallelTransformer
+    from plugins.hunyuanvideo_parallel.comm import world
+    from plugins.hunyuanvideo_parallel.config import ParallelTransformerConfig
+
+    if args.threads:
+        ms.set_context(runtime_num_threads=args.threads)
+    group = world()
+    started = time.time() - args.launched
+    folder = Path(args.folder)
+    config = ParallelTransformerConfig(**json.loads((folder / "config.json").read_text()))
+    start = time.perf_counter()
+    backbone = ParallelTransformer(config, folder)
+    load_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal(LATENTS, dtype=np.float32)
+    text = TextEmbeddings(hidden_states=rng.standard_normal((1, TEXT_TOKENS, config.text_embed_dim), dtype=np.float32),
+                          attention_mask=np.ones((1, TEXT_TOKENS), bool),
+                          pooled=rng.standard_normal((1, config.pooled_projection_dim), dtype=np.float32))
+    call = lambda: backbone(latents, np.array([500.0], np.float32), text, np.array([6.0], np.float32))  # noqa: E731
+    velocity = call()
+    before = backbone.group.traffic.total_bytes
+    calls_before = sum(backbone.group.traffic.calls.values())
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        velocity = call()
+        times.append(time.perf_counter() - start)
+    result = dict(rank=group.rank, size=group.size, threads=ms.get_context("runtime_num_threads"),
+                  startup_s=started, load_s=load_s, step_s=times, held_bytes=backbone.held_bytes,
+                  peak_rss_bytes=rss_peak(),
+                  exchanged_bytes_per_step=(backbone.group.traffic.total_bytes - before) / args.steps,
+                  collectives_per_step=(sum(backbone.group.traffic.calls.values()) - calls_before) / args.steps,
+                  velocity_checksum=float(np.abs(velocity).sum()))
+    if group.size > 1:
+        result["collectives"] = time_collectives(group)
+    np.save(Path(args.out) / f"velocity_{group.size}_{group.rank}.npy", velocity)
+    (Path(args.out) / f"rank_{group.size}_{group.rank}.json").write_text(json.dumps(result))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(name: str, workers: int, folder: Path, out: Path, steps: int) -> list[dict]:
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // workers)
+    script = [sys.executable, __file__, "--worker", "--folder", str(folder), "--out", str(out),
+              "--steps", str(steps), "--threads", str(threads), "--launched", str(time.time())]
+    env = {**os.environ, "GLOG_v": "3", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if workers == 1:
+        subprocess.run(script, check=True, env=env)
+    else:
+        logs = out / f"logs_{name}"
+        msrun = [str(Path(sys.executable).parent / "msrun"), f"--worker_num={workers}", f"--local_worker_num={workers}",
+                 "--master_addr=127.0.0.1", f"--master_port={free_port()}", f"--log_dir={logs}", "--join=True",
+                 "python", *script[1:]]
+        done = subprocess.run(msrun, env=env, capture_output=True, text=True)
+        if done.returncode:
+            for log in sorted(logs.glob("worker_*.log")):
+                print(log.read_text()[-3000:], file=sys.stderr)
+            raise SystemExit(f"msrun failed for {name}")
+    return [json.loads((out / f"rank_{workers}_{rank}.json").read_text()) for rank in range(workers)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--json", default="bench_parallel.json")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    results = {}
+    for name in args.configs:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-parallel-{name}-"))
+        try:
+            write_checkpoint(name, work / "transformer")
+            single = run(name, 1, work / "transformer", work, args.steps)
+            pair = run(name, 2, work / "transformer", work, args.steps)
+            difference = float(np.abs(np.load(work / "velocity_1_0.npy") - np.load(work / "velocity_2_0.npy")).max())
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        results[name] = {"1": single, "2": pair, "max_abs_difference": difference}
+        one = float(np.median(single[0]["step_s"]))
+        print(f"\n{name} ({CONFIGS[name]}), latents {LATENTS}, {TEXT_TOKENS} text tokens; "
+              f"N=2 vs N=1 velocity max |diff| {difference:.2e}")
+        print("processes  rank  threads  step s (median)  vs N=1  peak RSS GiB  weights held GiB  "
+              "exchanged MB/step  collectives/step  start-up s")
+        for row in [*single, *pair]:
+            step = float(np.median(row["step_s"]))
+            print(f"{row['size']:>9}  {row['rank']:>4}  {row['threads']:>7}  {step:>15.2f}  {one / step:>6.2f}x  "
+                  f"{row['peak_rss_bytes'] / 2**30:>12.2f}  {row['held_bytes'] / 2**30:>16.2f}  "
+                  f"{row['exchanged_bytes_per_step'] / 2**20:>17.1f}  {row['collectives_per_step']:>16.0f}  "
+                  f"{row['startup_s']:>10.1f}")
+    collectives = next((r["2"][0]["collectives"] for r in results.values()), None)
+    if collectives:
+        print("\ncollectives, 2 workers on this machine: median ms per call by payload")
+        print("payload     " + "  ".join(f"{name:>10}" for name in collectives))
+        for size in SIZES:
+            cells = "  ".join(f"{collectives[name][str(size)] * 1e3:>10.2f}" for name in collectives)
+            print(f"{size:>10}  {cells}")
+    Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
