@@ -58,11 +58,12 @@ def llava_config(text: dict[str, Any] | None = None, vision: dict[str, Any] | No
     """A tiny LLaVA: a LLaMA over ``VOCAB`` and a CLIP vision tower on 8x8 images of 4x4 patches."""
     text_fields = dict(vocab_size=len(VOCAB), hidden_size=16, intermediate_size=24, num_hidden_layers=3,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                       pad_token_id=1, bos_token_id=2, eos_token_id=3, **(text or {}))
+                       pad_token_id=1, bos_token_id=2, eos_token_id=3)
     vision_fields = dict(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
-                         image_size=8, patch_size=4, **(vision or {}))
+                         image_size=8, patch_size=4)
     defaults = dict(image_token_index=IMAGE_TOKEN, pad_token_id=1)
-    return LlavaConfig(vision_config=CLIPVisionConfig(**vision_fields), text_config=LlamaConfig(**text_fields),
+    return LlavaConfig(vision_config=CLIPVisionConfig(**{**vision_fields, **(vision or {})}),
+                       text_config=LlamaConfig(**{**text_fields, **(text or {})}),
                        **{**defaults, **fields})
 
 

@@ -75,6 +75,11 @@ class LlavaTextEncoder:
         if self.end_header is None or self.end_header == tokenizer.unk_token_id:
             raise ValueError(f"{NAME}: the tokenizer has no {END_HEADER} token, which marks the assistant "
                              f"header the encoding is cropped at")
+        image_token = model_config.image_token_index
+        if image_token not in tokenizer.added_tokens_decoder:
+            raise ValueError(f"{NAME}: the tokenizer has no image token: the model's image_token_index {image_token} "
+                             f"is {tokenizer.convert_ids_to_tokens(image_token)!r} to it, not an added token like "
+                             f"'<image>'; use the tokenizer saved with the model")
         compute = compute_dtype(config.compute_dtype)
         if model_folder is None:
             self.model = LlavaModel(model_config, compute)

@@ -1,12 +1,15 @@
 """transformers' ``CLIPTextModel`` in MindSpore: a causal pre-norm transformer with a final
 layer norm. Attribute names equal transformers' module names; checkpoints name the
-parameters either ``text_model.…`` (transformers 4) or without that prefix (5)."""
+parameters either ``text_model.…`` (transformers 4) or without that prefix (5).
+
+``CLIPEncoder`` and its layers read only the fields a ``CLIPVisionConfig`` shares, so the
+CLIP vision tower (``plugins.hunyuanvideo_llava``) runs on them too, without a mask."""
 
 from __future__ import annotations
 
 import numpy as np
 from mindspore import Tensor, nn
-from transformers import CLIPTextConfig
+from transformers import CLIPTextConfig, CLIPVisionConfig
 
 from plugins.common.layers import LayerNorm, Linear, attention, gelu, gelu_tanh
 from plugins.hunyuanvideo_text.layers import Embedding
@@ -79,7 +82,7 @@ class CLIPEncoderLayer(nn.Cell):
 
 
 class CLIPEncoder(nn.Cell):
-    def __init__(self, config: CLIPTextConfig) -> None:
+    def __init__(self, config: CLIPTextConfig | CLIPVisionConfig) -> None:
         super().__init__()
         self.layers = nn.CellList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
