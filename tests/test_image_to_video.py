@@ -4,6 +4,9 @@ with true CFG; folders recognised from ``model_index.json``; assemblies that can
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -20,7 +23,9 @@ from transformers import CLIPTextModel, LlamaModel
 
 import zoo
 from tests import llava_fixtures as fx
+from tests.test_pipeline import zoo_cli
 from tests.text_fixtures import randomized
+from zoo import images as zoo_images
 from zoo import tiny
 
 PROMPT = "a red cat walks slowly on the grass"
@@ -161,3 +166,101 @@ def test_an_i2v_backbone_with_a_prompt_only_encoder_is_refused_naming_both(i2v_f
     with pytest.raises(ValueError, match=rf"backbone 'hunyuanvideo-transformer' \({kind}, HunyuanVideo-I2V\) needs "
                                          r"an encoder that reads the image .* encoder 'hunyuanvideo-clip' takes"):
         zoo.from_pretrained(folder, encoder="hunyuanvideo-clip")
+
+
+
+def png16(path, pixels: np.ndarray) -> None:
+    """A PNG of 16 bits per RGB channel, written by hand (PIL writes none)."""
+    height, width, _ = pixels.shape
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def image_file(folder, kind: str) -> str:
+    """An image file of one kind: good (RGB, palette) or not (alpha, grey, 16-bit, unreadable, missing)."""
+    rng = np.random.default_rng(0)
+    path = folder / f"{kind}.png"
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    if kind == "rgb":
+        PIL.Image.fromarray(rgb).save(path)
+    elif kind == "palette":
+        PIL.Image.fromarray(rgb).convert("P").save(path)
+    elif kind == "alpha":
+        PIL.Image.fromarray(np.concatenate([rgb, rgb[..., :1]], -1), "RGBA").save(path)
+    elif kind == "grey":
+        PIL.Image.fromarray(rgb[..., 0]).save(path)
+    elif kind == "grey16":
+        PIL.Image.fromarray(rng.integers(0, 65536, (20, 24)).astype(np.uint16)).save(path)
+    elif kind == "rgb16":
+        png16(path, rng.integers(0, 65536, (20, 24, 3)).astype(np.uint16))
+    elif kind == "unreadable":
+        path.write_text("not an image")
+    return str(path)
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("alpha", "has an alpha channel; an image to animate must be 8-bit RGB"),
+    ("grey", "is greyscale; an image to animate must be 8-bit RGB"),
+    ("grey16", "is 16-bit greyscale"),
+    ("rgb16", "has 16 bits per channel"),
+    ("unreadable", "cannot be read as an image"),
+    ("missing", "does not exist"),
+])
+def test_images_that_cannot_be_animated_are_refused_in_one_line(tmp_path, kind, message):
+    path = image_file(tmp_path, kind)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        zoo_images.load_image(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = zoo_cli("generate", "a cat", "--image", path, "--out", str(out / "v.mp4"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.startswith("zoo: error: ") and result.stderr.count("\n") == 1
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["rgb", "palette"])
+def test_rgb_and_palette_images_read_as_8_bit_rgb(tmp_path, kind):
+    pixels = zoo_images.load_image(image_file(tmp_path, kind))
+    assert pixels.shape == (20, 24, 3) and pixels.dtype == np.uint8
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "hunyuanvideo-tiny"], "backbone 'hunyuanvideo-transformer' is text-to-video"),
+    (["--height", "40"], "height must be a positive multiple of 16, got 40"),
+], ids=["image-for-text-to-video", "size"])
+def test_generate_refuses_a_misfit_image_request_before_loading(tmp_path, args, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = zoo_cli("generate", "a cat", "--image", image_file(tmp_path, "rgb"), *args, "--out", str(out / "v.mp4"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "loading" not in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_generate_refuses_an_image_to_video_model_without_an_image(tmp_path):
+    result = zoo_cli("generate", "a cat", "--model", "skyreels-v1-tiny", "--out", str(tmp_path / "v.mp4"))
+    assert result.returncode == 2 and "needs an image to animate; give one (--image FILE)" in result.stderr
+    assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_generate_animates_an_image_with_the_embedded_default(tmp_path):
+    out = tmp_path / "frames"
+    result = zoo_cli("generate", "a cat on the grass", "--image", image_file(tmp_path, "rgb"), "--frames", "5",
+                     "--steps", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "loading skyreels-v1-tiny" in result.stderr
+    assert len(list(out.iterdir())) == 5
+
+
+def test_the_embedded_image_to_video_default_follows_its_image():
+    pipe = zoo.from_pretrained("skyreels-v1-tiny")
+    first = pipe("a cat", image=sample_image(0), seed=3, progress=False)
+    assert first.frames.shape == (1, 9, 64, 64, 3)
+    assert np.array_equal(first.frames, pipe("a cat", image=sample_image(0), seed=3, progress=False).frames)
+    assert not np.array_equal(first.frames, pipe("a cat", image=sample_image(1), seed=3, progress=False).frames)

@@ -146,7 +146,9 @@ def check_stats_path(path: str) -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     from zoo import distributed
     from zoo.assembly import build, plan
+    from zoo.conditioning import check_image_request
     from zoo.export import check_output_path, export_video
+    from zoo.images import load_image
     from zoo.pipeline import as_prompts, check_inputs, generation_settings
     from zoo.pretrained import resolve_model, with_files
     from zoo.residency import choose_policy
@@ -158,6 +160,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.devices > 1 and not worker:
         distributed.check_devices(args.devices)
     as_prompts(args.prompt)
+    image = None if args.image is None else load_image(args.image)
+    args.model = args.model or ("hunyuanvideo-tiny" if image is None else "skyreels-v1-tiny")
     out = check_output_path(args.out) if lead else None
     spec, defaults = resolve_model(args.model)
     spec = with_files(spec, args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
@@ -174,6 +178,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     checked = plan(spec)
     check_inputs(checked.configs["autoencoder"], settings["num_frames"], settings["height"],
                  settings["width"], settings["num_inference_steps"])
+    check_image_request(spec.backbone.name, checked.configs["backbone"], image is not None)
     stats = check_stats_path(args.stats) if args.stats else None
     if args.devices > 1 and not worker:
         distributed.check_split(checked.configs["backbone"], args.devices)
@@ -184,7 +189,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     log = StageLog(verbose=lead, path=stats if lead else None, extra={"memory": policy})
     pipe = distributed.build(checked, defaults, policy, log, group) if worker else build(checked, defaults, policy, log)
     result = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
-                  true_cfg_scale=args.true_cfg, seed=args.seed, progress=lead, **settings)
+                  true_cfg_scale=args.true_cfg, seed=args.seed, progress=lead, image=image, **settings)
     if not lead:
         return 0
     export_video(result.frames[0], out, fps=args.fps)
@@ -208,9 +213,13 @@ def parser() -> argparse.ArgumentParser:
                        description="Generate a video. Settings left out take the model preset's defaults "
                                    "(hunyuanvideo-tiny: 9 frames of 64x64, 10 steps).")
     p.add_argument("prompt")
-    p.add_argument("--model", default="hunyuanvideo-tiny",
-                   help="a preset (hunyuanvideo, hunyuanvideo-tiny), a diffusers pipeline folder, or a "
-                        "Hugging Face repo id in the local cache (default: %(default)s)")
+    p.add_argument("--image", metavar="FILE", help="an 8-bit RGB image to animate (PNG, JPEG, ...), for an "
+                                                   "image-to-video model (hunyuanvideo-i2v, skyreels-v1-i2v, "
+                                                   "skyreels-v1-tiny); resized to --height x --width")
+    p.add_argument("--model", help="a preset (hunyuanvideo, hunyuanvideo-tiny, hunyuanvideo-i2v, "
+                                   "skyreels-v1-i2v, skyreels-v1-tiny), a diffusers pipeline folder, or a Hugging "
+                                   "Face repo id in the local cache (default: hunyuanvideo-tiny, with --image "
+                                   "skyreels-v1-tiny)")
     p.add_argument("--frames", type=int, help="number of frames, 4k+1")
     p.add_argument("--height", type=int, help="a multiple of 16")
     p.add_argument("--width", type=int, help="a multiple of 16")

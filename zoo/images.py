@@ -14,16 +14,23 @@ import numpy as np
 
 from contracts import check_images
 
-# PIL modes of 8-bit RGB, and what each other mode is, for the error message.
-RGB_MODES = ("RGB",)
+# PIL modes read as 8-bit RGB (a palette without transparency converts losslessly), and what
+# each other mode is, for the error message.
+RGB_MODES = ("RGB", "P")
 MODE_NAMES = {
-    "RGBA": "has an alpha channel", "LA": "is grey with an alpha channel", "PA": "has a palette with alpha",
-    "La": "is grey with an alpha channel", "RGBa": "has an alpha channel",
-    "L": "is greyscale", "1": "is 1-bit black and white", "P": "has a palette",
+    "RGBA": "has an alpha channel", "RGBa": "has an alpha channel", "PA": "has a palette with transparency",
+    "LA": "is grey with an alpha channel", "La": "is grey with an alpha channel",
+    "L": "is greyscale", "1": "is 1-bit black and white", "RGB;16": "has 16 bits per channel",
     "I;16": "is 16-bit greyscale", "I;16B": "is 16-bit greyscale", "I;16L": "is 16-bit greyscale",
-    "I": "is 32-bit integer", "F": "is 32-bit float", "CMYK": "is CMYK", "YCbCr": "is YCbCr", "LAB": "is Lab",
-    "HSV": "is HSV",
+    "I": "is 32-bit integer greyscale", "F": "is 32-bit float greyscale", "CMYK": "is CMYK",
+    "YCbCr": "is YCbCr", "LAB": "is Lab", "HSV": "is HSV",
 }
+
+
+def _raw_mode(tile: object) -> str:
+    """The raw pixel layout of a PIL tile, e.g. ``RGB;16B`` for a 16-bit PNG that opens as ``RGB``."""
+    args = getattr(tile, "args", None)
+    return args if isinstance(args, str) else str(args[0]) if isinstance(args, tuple) and args else ""
 
 
 class ImageError(ValueError):
@@ -40,19 +47,20 @@ def load_image(path: str | Path) -> np.ndarray:
                                 else f"image {path} is not a file")
     try:
         with Image.open(path) as image:
-            image.load()
             mode = image.mode
             if mode == "P" and "transparency" in image.info:
                 mode = "PA"
-            pixels = np.asarray(image) if mode in RGB_MODES else None
+            if mode == "RGB" and any(";16" in _raw_mode(tile) for tile in image.tile):
+                mode = "RGB;16"  # PIL would read 16 bits per channel as 8, silently
+            image.load()
+            pixels = np.asarray(image.convert("RGB")) if mode in RGB_MODES else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image {path} cannot be read as an image ({type(exc).__name__}: {exc}); "
                          f"give a PNG, JPEG or WebP file") from None
     if pixels is None:
         what = MODE_NAMES.get(mode, f"has pixel mode {mode}")
         raise ImageError(f"image {path} {what}; an image to animate must be 8-bit RGB: convert it first "
-                         f"(e.g. PIL's image.convert('RGB'), or `magick {path.name} -alpha off -depth 8 "
-                         f"-type TrueColor out.png`)")
+                         f"(e.g. `magick {path.name} -alpha off -depth 8 -type TrueColor rgb.png`)")
     return check_images(pixels[None], name=f"image {path}")[0]
 
 

@@ -1,4 +1,5 @@
-"""``hunyuanvideo-tiny``: the embedded default pipeline, built on this machine, never downloaded.
+"""``hunyuanvideo-tiny`` and ``skyreels-v1-tiny``: the embedded default pipelines (text to video,
+image to video), built on this machine, never downloaded.
 
 Every component has HunyuanVideo's architecture at a tiny size, with weights drawn
 from fixed seeds and tokenizers built in memory. It is written once as an ordinary
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +78,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def write_tiny_pipeline(folder: Path) -> None:
-    """Write the tiny pipeline into ``folder`` in diffusers' layout."""
+def write_tiny_pipeline(folder: Path, transformer_options: dict[str, Any] | None = None,
+                        pipeline_class: str = "HunyuanVideoPipeline") -> None:
+    """Write the tiny pipeline into ``folder`` in diffusers' layout; ``transformer_options`` change the
+    transformer's config (SkyReels-V1's 32 input channels, say), ``pipeline_class`` names it."""
     from plugins.common.options import OWN_OPTIONS
     from plugins.common.weights import save_weights, seed_parameters
     from plugins.hunyuanvideo_text.clip_encoder import ClipTextEncoder
@@ -88,7 +92,7 @@ def write_tiny_pipeline(folder: Path) -> None:
     from plugins.hunyuanvideo_vae.config import HunyuanVideoVAEConfig
     from plugins.hunyuanvideo_vae.model import HunyuanVideoVAE
 
-    transformer_config = HunyuanVideoTransformerConfig(**TRANSFORMER)
+    transformer_config = HunyuanVideoTransformerConfig(**{**TRANSFORMER, **(transformer_options or {})})
     transformer = HunyuanVideoTransformer(transformer_config).network
     vae_config = HunyuanVideoVAEConfig(**VAE)
     vae = HunyuanVideoVAE(vae_config).model
@@ -112,7 +116,7 @@ def write_tiny_pipeline(folder: Path) -> None:
     tokenizer.save_pretrained(folder / "tokenizer")
     tokenizer_2.save_pretrained(folder / "tokenizer_2")
     _write_json(folder / "model_index.json", {
-        "_class_name": "HunyuanVideoPipeline",
+        "_class_name": pipeline_class,
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
         "text_encoder": ["transformers", "LlamaModel"],
         "text_encoder_2": ["transformers", "CLIPTextModel"],
@@ -129,12 +133,25 @@ def cache_root() -> Path:
 
 def tiny_pipeline_folder() -> Path:
     """The tiny pipeline's folder, written on first use (to a temporary name, then renamed)."""
-    folder = cache_root() / f"hunyuanvideo-tiny-v{VERSION}"
+    return cached_folder(f"hunyuanvideo-tiny-v{VERSION}", write_tiny_pipeline)
+
+
+def tiny_skyreels_folder() -> Path:
+    """The tiny SkyReels-V1 image-to-video pipeline: the tiny pipeline with a 32-channel transformer
+    (latents and the image's latents), written on first use."""
+    return cached_folder(f"skyreels-v1-tiny-v{VERSION}", lambda folder: write_tiny_pipeline(
+        folder, {"in_channels": 2 * TRANSFORMER["out_channels"]}, "HunyuanSkyreelsImageToVideoPipeline"))
+
+
+def cached_folder(name: str, write: Callable[[Path], None]) -> Path:
+    """``cache_root() / name``, written by ``write`` on first use (to a temporary name, then renamed,
+    so an interrupted write leaves nothing that looks complete)."""
+    folder = cache_root() / name
     if not (folder / "model_index.json").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            write_tiny_pipeline(staging)
+            write(staging)
             if not folder.exists():
                 os.replace(staging, folder)
         finally:
