@@ -285,3 +285,29 @@ def test_random_build_needs_tokenizer_architecture_and_image_processor(folder):
 def test_missing_image_processor_folder_is_named(folder, tmp_path):
     with pytest.raises(CheckpointError, match="image processor: folder .*nowhere does not exist"):
         encoder(folder, image_processor=tmp_path / "nowhere")
+
+
+def test_tiny_i2v_text_encoders_read_by_diffusers_and_by_us(tmp_path):
+    """The tiny I2V encoders folder (``zoo.tiny_llava``) loads in transformers as it is, and encodes
+    there as here."""
+    from transformers import AutoTokenizer, CLIPImageProcessor
+
+    from zoo.tiny_llava import write_tiny_i2v_text_encoders
+
+    template = write_tiny_i2v_text_encoders(tmp_path)
+    llava = LlavaForConditionalGeneration.from_pretrained(tmp_path / "text_encoder").eval()
+    clip = CLIPTextModel.from_pretrained(tmp_path / "text_encoder_2").eval()
+    pipe = fx.reference_pipeline(llava, AutoTokenizer.from_pretrained(tmp_path / "tokenizer"),
+                                 CLIPImageProcessor.from_pretrained(tmp_path / "image_processor"), clip,
+                                 AutoTokenizer.from_pretrained(tmp_path / "tokenizer_2"))
+    batch, pixels = ["a cat walks on the grass", "a dog"], images(np.random.default_rng(4), 2)
+    with torch.no_grad():
+        hidden, pooled, mask = (t.numpy() for t in pipe.encode_prompt(
+            [PIL.Image.fromarray(p) for p in pixels], batch, prompt_template=template, max_sequence_length=40,
+            device="cpu"))
+    text = zoo.load_component("encoder", "hunyuanvideo-i2v-text", weights=tmp_path, prompt_template=template,
+                              max_sequence_length=40).encode(batch, images=pixels)
+    mask = mask.astype(bool)
+    assert np.array_equal(text.attention_mask, mask)
+    assert_close(text.hidden_states[mask], hidden[mask], "hidden states of the tiny I2V encoders")
+    assert_close(text.pooled, pooled, "pooled embeddings of the tiny I2V encoders")
