@@ -1,8 +1,10 @@
-"""Contract properties of any backbone: ``backbone(latents, timestep, text, guidance)``.
+"""Contract properties of any backbone: ``backbone(latents, timestep, text, guidance, image=None)``.
 
-Inputs are drawn from what the component's config says: ``in_channels``,
-``patch_size``/``patch_size_t``, ``text_embed_dim``, ``pooled_projection_dim`` and
-``guidance_embeds``. Sizes stay tiny so a property runs in seconds.
+Inputs are drawn from what the component's config says: the latents' channels
+(``out_channels``, else ``in_channels``), ``patch_size``/``patch_size_t``,
+``text_embed_dim``, ``pooled_projection_dim``, ``guidance_embeds``, and, for a backbone
+that declares ``image_conditioning``, the conditioning image's latents ``[B, C, 1, h, w]``.
+Sizes stay tiny so a property runs in seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import TextEmbeddings
+from contracts import IMAGE_CONDITIONING, TextEmbeddings, image_conditioning, latent_channels_of
 from zoo.testkit.core import Make, contract_property
 
 # Outputs that should agree up to rounding may differ by this much, relative to their scale.
@@ -27,13 +29,19 @@ class BackboneInputs:
     timestep: np.ndarray
     text: TextEmbeddings
     guidance: np.ndarray | None
+    image: np.ndarray | None = None  # the conditioning image's latents, for an image-conditioned backbone
 
     def call(self, backbone: Any) -> np.ndarray:
-        return backbone(self.latents, self.timestep, self.text, guidance=self.guidance)
+        extra = {} if self.image is None else {"image": self.image}
+        return backbone(self.latents, self.timestep, self.text, guidance=self.guidance, **extra)
 
     def select(self, index: list[int]) -> BackboneInputs:
         guidance = None if self.guidance is None else self.guidance[index]
-        return BackboneInputs(self.latents[index], self.timestep[index], self.text.select(index), guidance)
+        image = None if self.image is None else self.image[index]
+        return BackboneInputs(self.latents[index], self.timestep[index], self.text.select(index), guidance, image)
+
+    def replace(self, **fields: Any) -> BackboneInputs:
+        return BackboneInputs(**{**self.__dict__, **fields})
 
 
 @st.composite
@@ -54,10 +62,14 @@ def backbone_inputs(draw: st.DrawFn, config: Any, min_batch: int = 1, max_batch:
         attention_mask=mask,
         pooled=None if pooled_dim is None else rng.standard_normal((batch, int(pooled_dim)), dtype=np.float32),
     )
-    latents = rng.standard_normal((batch, int(config.in_channels), frames, height, width), dtype=np.float32)
+    shape = (batch, latent_channels_of(config), frames, height, width)
+    latents = rng.standard_normal(shape, dtype=np.float32)
     timestep = rng.uniform(0.0, 1000.0, batch).astype(np.float32)
     guidance = rng.uniform(1.0, 10.0, batch).astype(np.float32) if config.guidance_embeds else None
-    return BackboneInputs(latents, timestep, text, guidance)
+    image = None
+    if image_conditioning(config) != "none":
+        image = rng.standard_normal((*shape[:2], 1, *shape[3:]), dtype=np.float32)
+    return BackboneInputs(latents, timestep, text, guidance, image)
 
 
 def _assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
@@ -105,10 +117,8 @@ def padded_text_is_ignored(make: Make) -> None:
         padded = ~text.attention_mask
         noise = np.random.default_rng(seed).standard_normal(text.hidden_states.shape, dtype=np.float32)
         changed = np.where(padded[..., None], 10.0 * noise, text.hidden_states).astype(np.float32)
-        other = BackboneInputs(inputs.latents, inputs.timestep,
-                               TextEmbeddings(hidden_states=changed, attention_mask=text.attention_mask,
-                                              pooled=text.pooled),
-                               inputs.guidance)
+        other = inputs.replace(text=TextEmbeddings(hidden_states=changed, attention_mask=text.attention_mask,
+                                                   pooled=text.pooled))
         _assert_close(other.call(backbone), inputs.call(backbone), "with padded embeddings changed")
 
     check()
@@ -123,5 +133,51 @@ def deterministic(make: Make) -> None:
         first, second = inputs.call(backbone), inputs.call(backbone)
         assert np.array_equal(first, second), (
             f"two calls differ by up to {float(np.abs(first - second).max()):.3g}")
+
+    check()
+
+
+@contract_property("backbone", "it declares an image conditioning the pipeline knows (none, latent_concat, "
+                               "token_replace), with latent_concat's channels the latents' (and a mask)")
+def declares_its_image_conditioning(make: Make) -> None:
+    config = make().config
+    kind = image_conditioning(config)
+    assert kind in IMAGE_CONDITIONING, f"image_conditioning {kind!r}"
+    if kind == "latent_concat":
+        channels, extra = latent_channels_of(config), int(getattr(config, "condition_channels", -1))
+        assert extra in (channels, channels + 1), (
+            f"latent_concat with condition_channels={extra}: expected {channels} (the image's latents) or "
+            f"{channels + 1} (and a first-frame mask)")
+
+
+@contract_property("backbone", "an image-conditioned backbone's output depends on the conditioning image "
+                               "(nothing to show for one of none)")
+def the_image_reaches_the_output(make: Make) -> None:
+    backbone = make()
+    if image_conditioning(backbone.config) == "none":
+        return
+
+    @given(backbone_inputs(backbone.config), st.integers(0, 2**32 - 1))
+    def check(inputs: BackboneInputs, seed: int) -> None:
+        other = np.random.default_rng(seed).standard_normal(inputs.image.shape, dtype=np.float32)
+        first, second = inputs.call(backbone), inputs.replace(image=inputs.image + 1 + other).call(backbone)
+        assert not np.allclose(first, second, rtol=0, atol=1e-6), "a different image gave the same output"
+
+    check()
+
+
+@contract_property("backbone", "under token_replace the first latent frame is the image's: what the latents "
+                               "hold there does not change the output (nothing to show for other conditionings)")
+def token_replace_ignores_the_first_frame(make: Make) -> None:
+    backbone = make()
+    if image_conditioning(backbone.config) != "token_replace":
+        return
+
+    @given(backbone_inputs(backbone.config), st.integers(0, 2**32 - 1))
+    def check(inputs: BackboneInputs, seed: int) -> None:
+        latents = inputs.latents.copy()
+        latents[:, :, 0] = np.random.default_rng(seed).standard_normal(latents[:, :, 0].shape, dtype=np.float32)
+        _assert_close(inputs.replace(latents=latents).call(backbone), inputs.call(backbone),
+                      "with the first latent frame changed")
 
     check()

@@ -1,12 +1,18 @@
-"""Contract properties of encoders: prompts in, ``TextEmbeddings`` out."""
+"""Contract properties of encoders: prompts in, ``TextEmbeddings`` out.
+
+An encoder whose config declares ``takes_images`` gets an image with each prompt, drawn from
+the prompt's text so that a prompt has the same image alone and in a batch.
+"""
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import TextEmbeddings
+from contracts import ContractError, TextEmbeddings, takes_images
 from zoo.testkit.core import Make, contract_property
 
 _WORDS = "a the cat dog walks runs on grass at night red slowly camera video".split()
@@ -15,8 +21,20 @@ prompt = st.lists(word, max_size=10).map(" ".join)
 batches = st.lists(prompt, min_size=1, max_size=3)
 
 
-def _encode(encoder, prompts: list[str]) -> TextEmbeddings:
-    text = encoder.encode(prompts)
+IMAGE_SIZE = (24, 32)  # height, width: not square, so a resize that swaps them shows
+
+
+def image_of(prompt: str, salt: int = 0) -> np.ndarray:
+    """An 8-bit RGB image ``[H, W, 3]`` determined by the prompt."""
+    rng = np.random.default_rng(zlib.crc32(prompt.encode()) + salt)
+    return rng.integers(0, 256, (*IMAGE_SIZE, 3), dtype=np.uint8)
+
+
+def _encode(encoder, prompts: list[str], salt: int = 0) -> TextEmbeddings:
+    if takes_images(encoder.config):
+        text = encoder.encode(prompts, images=np.stack([image_of(p, salt) for p in prompts]))
+    else:
+        text = encoder.encode(prompts)
     assert isinstance(text, TextEmbeddings), f"encode() returned {type(text).__name__}, not TextEmbeddings"
     assert text.batch_size == len(prompts), f"{len(prompts)} prompts gave a batch of {text.batch_size}"
     return text
@@ -96,5 +114,29 @@ def deterministic(make: Make) -> None:
         if a.pooled is not None or b.pooled is not None:
             assert a.pooled is not None and b.pooled is not None, "pooled is None in one build only"
             assert np.array_equal(a.pooled, b.pooled), "pooled differs between builds"
+
+    check()
+
+
+@contract_property("encoder", "an encoder that takes images: a prompt's image changes its hidden states, and "
+                              "images that are not 8-bit RGB [B, H, W, 3] are a ContractError (nothing to show "
+                              "for a prompt-only encoder)")
+def images_are_read_and_checked(make: Make) -> None:
+    encoder = make()
+    if not takes_images(encoder.config):
+        return
+
+    @given(batches)
+    def check(prompts: list[str]) -> None:
+        first, second = _encode(encoder, prompts), _encode(encoder, prompts, salt=1)
+        assert not np.allclose(first.hidden_states, second.hidden_states, rtol=0, atol=1e-6), (
+            "other images gave the same hidden states")
+        images = np.stack([image_of(p) for p in prompts])
+        for bad, what in ((images.astype(np.float32), "float pixels"), (images[..., :2], "two channels")):
+            try:
+                encoder.encode(prompts, images=bad)
+            except ContractError:
+                continue
+            raise AssertionError(f"images with {what} were accepted")
 
     check()
