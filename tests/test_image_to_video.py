@@ -254,12 +254,13 @@ def test_generate_animates_an_image_with_the_embedded_default(tmp_path):
     result = zoo_cli("generate", "a cat on the grass", "--image", image_file(tmp_path, "rgb"), "--frames", "5",
                      "--steps", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "loading skyreels-v1-tiny" in result.stderr
+    assert "loading hunyuanvideo-i2v-tiny" in result.stderr
     assert len(list(out.iterdir())) == 5
 
 
-def test_the_embedded_image_to_video_default_follows_its_image():
-    pipe = zoo.from_pretrained("skyreels-v1-tiny")
+@pytest.mark.parametrize("preset", ["hunyuanvideo-i2v-tiny", "skyreels-v1-tiny"])
+def test_the_embedded_image_to_video_defaults_follow_their_image(preset):
+    pipe = zoo.from_pretrained(preset)
     first = pipe("a cat", image=sample_image(0), seed=3, progress=False)
     assert first.frames.shape == (1, 9, 64, 64, 3)
     assert np.array_equal(first.frames, pipe("a cat", image=sample_image(0), seed=3, progress=False).frames)

@@ -161,7 +161,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         distributed.check_devices(args.devices)
     as_prompts(args.prompt)
     image = None if args.image is None else load_image(args.image)
-    args.model = args.model or ("hunyuanvideo-tiny" if image is None else "skyreels-v1-tiny")
+    args.model = args.model or ("hunyuanvideo-tiny" if image is None else "hunyuanvideo-i2v-tiny")
     out = check_output_path(args.out) if lead else None
     spec, defaults = resolve_model(args.model)
     spec = with_files(spec, args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
@@ -215,11 +215,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("prompt")
     p.add_argument("--image", metavar="FILE", help="an 8-bit RGB image to animate (PNG, JPEG, ...), for an "
                                                    "image-to-video model (hunyuanvideo-i2v, skyreels-v1-i2v, "
-                                                   "skyreels-v1-tiny); resized to --height x --width")
+                                                   "hunyuanvideo-i2v-tiny); resized to --height x --width")
     p.add_argument("--model", help="a preset (hunyuanvideo, hunyuanvideo-tiny, hunyuanvideo-i2v, "
-                                   "skyreels-v1-i2v, skyreels-v1-tiny), a diffusers pipeline folder, or a Hugging "
-                                   "Face repo id in the local cache (default: hunyuanvideo-tiny, with --image "
-                                   "skyreels-v1-tiny)")
+                                   "hunyuanvideo-i2v-tiny, skyreels-v1-i2v, skyreels-v1-tiny), a diffusers pipeline "
+                                   "folder, or a Hugging Face repo id in the local cache (default: "
+                                   "hunyuanvideo-tiny, with --image hunyuanvideo-i2v-tiny)")
     p.add_argument("--frames", type=int, help="number of frames, 4k+1")
     p.add_argument("--height", type=int, help="a multiple of 16")
     p.add_argument("--width", type=int, help="a multiple of 16")

@@ -56,6 +56,16 @@ def _skyreels_tiny() -> PipelineSpec:
     return spec.replace(encoder={"name": spec.encoder.name, "options": {"prompt_template": DEFAULT_TEMPLATE}})
 
 
+def _hunyuanvideo_i2v_tiny() -> PipelineSpec:
+    from zoo.pretrained import spec_from_folder
+    from zoo.tiny import tiny_i2v_folder
+    from zoo.tiny_llava import prompt_template
+
+    spec = spec_from_folder(tiny_i2v_folder())
+    # The tiny tokenizer is byte-level: the template's token counts are its own, not LLaMA-3's.
+    return spec.replace(encoder={"name": spec.encoder.name, "options": {"prompt_template": prompt_template()}})
+
+
 SKYREELS_REPO = "Skywork/SkyReels-V1-Hunyuan-I2V"
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("hunyuanvideo", "HunyuanVideo 13B from hunyuanvideo-community/HunyuanVideo in the local "
@@ -67,10 +77,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("hunyuanvideo-i2v", "HunyuanVideo-I2V (image to video) from hunyuanvideo-community/HunyuanVideo-I2V "
            "in the local Hugging Face cache", _hunyuanvideo_i2v,
            dict(height=720, width=1280, num_frames=129, num_inference_steps=50)),
+    Preset("hunyuanvideo-i2v-tiny", "HunyuanVideo-I2V (token_replace) with every component tiny, random "
+           "seeded weights, built here: proves the install, not the model", _hunyuanvideo_i2v_tiny,
+           dict(height=64, width=64, num_frames=9, num_inference_steps=10)),
     Preset("skyreels-v1-i2v", f"SkyReels-V1 (image to video): the {SKYREELS_REPO} transformer with "
            f"hunyuanvideo-community/HunyuanVideo's encoders and VAE, both in the local Hugging Face cache",
            _skyreels, dict(height=544, width=960, num_frames=97, num_inference_steps=50)),
-    Preset("skyreels-v1-tiny", "image to video, every component tiny, random seeded weights, built here: "
+    Preset("skyreels-v1-tiny", "SkyReels-V1 with every component tiny, random seeded weights, built here: "
            "proves the install, not the model", _skyreels_tiny,
            dict(height=64, width=64, num_frames=9, num_inference_steps=10)),
 ]}

@@ -1,5 +1,5 @@
-"""``hunyuanvideo-tiny`` and ``skyreels-v1-tiny``: the embedded default pipelines (text to video,
-image to video), built on this machine, never downloaded.
+"""``hunyuanvideo-tiny``, ``hunyuanvideo-i2v-tiny`` and ``skyreels-v1-tiny``: the embedded default
+pipelines (text to video, image to video), built on this machine, never downloaded.
 
 Every component has HunyuanVideo's architecture at a tiny size, with weights drawn
 from fixed seeds and tokenizers built in memory. It is written once as an ordinary
@@ -141,6 +141,25 @@ def tiny_skyreels_folder() -> Path:
     (latents and the image's latents), written on first use."""
     return cached_folder(f"skyreels-v1-tiny-v{VERSION}", lambda folder: write_tiny_pipeline(
         folder, {"in_channels": 2 * TRANSFORMER["out_channels"]}, "HunyuanSkyreelsImageToVideoPipeline"))
+
+
+def tiny_i2v_folder() -> Path:
+    """The tiny HunyuanVideo-I2V pipeline (``token_replace``): the tiny pipeline with LLaVA and CLIP text
+    encoders (``zoo.tiny_llava``) in place of LLaMA and CLIP, written on first use."""
+    return cached_folder(f"hunyuanvideo-i2v-tiny-v{VERSION}", write_tiny_i2v_pipeline)
+
+
+def write_tiny_i2v_pipeline(folder: Path) -> None:
+    from zoo.tiny_llava import write_tiny_i2v_text_encoders
+
+    write_tiny_pipeline(folder, {"image_condition_type": "token_replace"}, "HunyuanVideoImageToVideoPipeline")
+    for name in ("text_encoder", "tokenizer"):
+        shutil.rmtree(folder / name)
+    write_tiny_i2v_text_encoders(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    _write_json(folder / "model_index.json", {
+        **index, "text_encoder": ["transformers", "LlavaForConditionalGeneration"],
+        "image_processor": ["transformers", "CLIPImageProcessor"]})
 
 
 def cached_folder(name: str, write: Callable[[Path], None]) -> Path:
