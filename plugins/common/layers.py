@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 
+import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, mint, nn, ops
 
-from plugins.common.precision import computable
+from plugins.common import onednn
+from plugins.common.precision import bf16_operand, computable
 
 
 def gelu_tanh(x: Tensor) -> Tensor:
@@ -107,20 +109,55 @@ class GroupNorm(nn.Cell):
         return mint.nn.functional.group_norm(x, self.num_groups, weight, bias, self.eps)
 
 
+ACTIVATIONS = {"gelu_tanh": gelu_tanh, "silu": ops.silu}
+
+
 class Linear(mint.nn.Linear):
     """``mint.nn.Linear`` (PyTorch's ``weight [out, in]``/``bias`` names and initialisation)
     computed as one 2D ``MatMul`` against the untransposed weight and a ``BiasAdd``, with the
-    weights widened to the input's dtype (see ``precision``)."""
+    weights widened to the input's dtype (see ``precision``), then ``activation`` (a name in
+    ``ACTIVATIONS``) if given.
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+    With ``bf16_matmul`` set (see ``use_bf16_matmuls``) the product is oneDNN's bf16 matmul
+    instead: the input rounded to bf16, the weight's bf16 storage read as it is, float32 out,
+    the activation applied inside the matmul.
+    """
+
+    bf16_matmul = False
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation: str | None = None) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.matmul = ops.MatMul(transpose_b=True)
+        self.activation = activation
 
     def construct(self, x: Tensor) -> Tensor:
+        if self.bf16_matmul:
+            return self._bf16(x)
         out = self.matmul(_rows(x), computable(self.weight, x.dtype))
         if self.bias is not None:
             out = ops.bias_add(out, computable(self.bias, x.dtype))
+        if self.activation is not None:
+            out = ACTIVATIONS[self.activation](out)
         return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def _bf16(self, x: Tensor) -> Tensor:
+        weight, done = bf16_operand(self.weight)
+        bias = None if self.bias is None else computable(self.bias).asnumpy()
+        rows = _rows(x)
+        out = onednn.linear((rows if rows.dtype == ms.float32 else rows.float()).asnumpy(), weight, bias,
+                            self.activation)
+        if done is not None:
+            done()
+        out = ms.from_numpy(out).reshape(*x.shape[:-1], out.shape[-1])
+        return out if x.dtype == ms.float32 else out.astype(x.dtype)
+
+
+def use_bf16_matmuls(network: nn.Cell) -> None:
+    """Switch every cell of ``network`` that has a bf16 path (a ``bf16_matmul`` attribute) to it."""
+    for _, cell in network.cells_and_names():
+        if hasattr(cell, "bf16_matmul"):
+            cell.bf16_matmul = True
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:

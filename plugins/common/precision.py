@@ -156,6 +156,19 @@ def stored_of(param: Parameter) -> Stored | None:
     return getattr(param, "stored", None)
 
 
+def bf16_operand(param: Parameter) -> tuple[np.ndarray, Callable[[], None] | None]:
+    """``param``'s values as bf16 bits for a bf16 matmul, and what to call once it is done:
+    its own storage where it is held in bf16 (no copy; streamed weights drop their pages
+    after), else its float32 values rounded now."""
+    stored = stored_of(param)
+    if (stored is not None and stored.dtype == "BF16" and stored.scale is None
+            and not getattr(param, "adapters", None)):
+        return stored.array, stored.release
+    from plugins.common import onednn
+
+    return onednn.to_bf16(computable(param).asnumpy()), None
+
+
 def computable(param: Parameter, dtype: ms.dtype = ms.float32) -> Tensor:
     """``param``'s values in the compute ``dtype``: the parameter itself where it is held in
     that dtype, else a widened copy made now (streamed weights: their pages dropped after),

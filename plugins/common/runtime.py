@@ -1,6 +1,15 @@
 """Process-wide MindSpore settings and per-device choices the built-in components make when built."""
 
+import sys
+
 import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from plugins.common import onednn
+from plugins.common.precision import stored_of
+
+_NOTICES: set[str] = set()
 
 
 def dispatch_synchronously_on_cpu() -> None:
@@ -12,13 +21,40 @@ def dispatch_synchronously_on_cpu() -> None:
 
 
 def compute_dtype(name: str) -> ms.dtype:
-    """The dtype layers compute in: ``auto`` is float32 on CPU, whose backend has no bf16 matmul
-    (and no fp16 batched matmul), and bfloat16 on a device that has bf16 matmuls."""
+    """The dtype activations are held in: on CPU always float32 (a bf16 ``compute_dtype`` there
+    means bf16 matmuls with float32 sums, see ``bf16_matmuls``); elsewhere ``auto`` is bfloat16."""
     on_cpu = ms.get_context("device_target") == "CPU"
-    if name == "auto":
-        return ms.float32 if on_cpu else ms.bfloat16
-    if on_cpu and name != "float32":
-        raise ValueError(f"compute_dtype={name!r}: MindSpore's CPU backend has no {name} matmul kernels; "
-                         f"use float32 (or auto) on CPU. To save memory, keep the weights narrow with "
-                         f"weight_dtype={name!r} instead")
-    return {"float32": ms.float32, "bfloat16": ms.bfloat16, "float16": ms.float16}[name]
+    if on_cpu and name == "float16":
+        raise ValueError("compute_dtype='float16': MindSpore's CPU backend has no float16 batched matmul "
+                         "kernels; use float32, bfloat16 or auto on CPU. To save memory, keep the weights "
+                         "narrow with weight_dtype='float16' instead")
+    if on_cpu:
+        return ms.float32
+    return ms.bfloat16 if name == "auto" else {"float32": ms.float32, "bfloat16": ms.bfloat16,
+                                                "float16": ms.float16}[name]
+
+
+def bf16_matmuls(name: str, network: nn.Cell, what: str) -> bool:
+    """Whether ``network``'s matmuls run in bf16 on this CPU (``plugins.common.onednn``): when
+    ``compute_dtype`` is bfloat16, or auto and most weights are held in bf16 (the precision the
+    checkpoint was published in). Where the CPU cannot, one line says so and float32 is used."""
+    if ms.get_context("device_target") != "CPU" or name not in ("bfloat16", "auto"):
+        return False
+    if name == "auto" and not _mostly_bf16(network):
+        return False
+    reason = onednn.bf16_unavailable()
+    if reason is not None:
+        notice = f"{what}: computing in float32, not bf16: {reason}"
+        if notice not in _NOTICES:
+            _NOTICES.add(notice)
+            print(notice, file=sys.stderr)
+        return False
+    return True
+
+
+def _mostly_bf16(network: nn.Cell) -> bool:
+    sizes = {True: 0, False: 0}
+    for param in network.get_parameters():
+        stored = stored_of(param)
+        sizes[stored is not None and stored.dtype == "BF16"] += int(np.prod(param.shape))
+    return sizes[True] > sizes[False]

@@ -8,11 +8,9 @@ the video stream's vectors become ``[B, N, D]``, one per token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mindspore import Tensor, mint, nn, ops
 
-from plugins.common.layers import LayerNorm, Linear, gelu_tanh
+from plugins.common.layers import LayerNorm, Linear
 from plugins.hunyuanvideo_transformer.attention import JointAttention, SingleAttention
 
 
@@ -44,21 +42,21 @@ def first_tokens(first: Tensor, rest: Tensor, count: int, length: int) -> Tensor
 
 
 class _Projection(nn.Cell):
-    """A linear layer followed by an activation, named ``proj`` as in diffusers."""
+    """A linear layer with its activation (a name in ``layers.ACTIVATIONS``), named ``proj``
+    as in diffusers."""
 
-    def __init__(self, dim_in: int, dim_out: int, activation: Callable[[Tensor], Tensor]) -> None:
+    def __init__(self, dim_in: int, dim_out: int, activation: str) -> None:
         super().__init__()
-        self.proj = Linear(dim_in, dim_out)
-        self.activation = activation
+        self.proj = Linear(dim_in, dim_out, activation=activation)
 
     def construct(self, x: Tensor) -> Tensor:
-        return self.activation(self.proj(x))
+        return self.proj(x)
 
 
 class FeedForward(nn.Cell):
     """``net.0`` (linear + activation), ``net.1`` (dropout, a no-op here), ``net.2`` (linear)."""
 
-    def __init__(self, dim: int, mult: float, activation: Callable[[Tensor], Tensor]) -> None:
+    def __init__(self, dim: int, mult: float, activation: str) -> None:
         super().__init__()
         inner = int(dim * mult)
         self.net = nn.CellList([_Projection(dim, inner, activation), nn.Identity(), Linear(inner, dim)])
@@ -111,9 +109,9 @@ class DualStreamBlock(nn.Cell):
         self.norm1_context = AdaNormZero(dim, 6)
         self.attn = JointAttention(heads, head_dim)
         self.norm2 = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
-        self.ff = FeedForward(dim, mlp_ratio, gelu_tanh)
+        self.ff = FeedForward(dim, mlp_ratio, "gelu_tanh")
         self.norm2_context = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
-        self.ff_context = FeedForward(dim, mlp_ratio, gelu_tanh)
+        self.ff_context = FeedForward(dim, mlp_ratio, "gelu_tanh")
 
     def construct(self, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
                   mask: Tensor | None, replace_temb: Tensor | None = None,
@@ -138,12 +136,12 @@ class SingleStreamBlock(nn.Cell):
         mlp_dim = int(dim * mlp_ratio)
         self.attn = SingleAttention(heads, head_dim)
         self.norm = AdaNormZero(dim, 3)
-        self.proj_mlp = Linear(dim, mlp_dim)
+        self.proj_mlp = Linear(dim, mlp_dim, activation="gelu_tanh")
         self.proj_out = Linear(dim + mlp_dim, dim)
 
     def construct(self, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
                   replace_temb: Tensor | None = None, replaced: int = 0) -> Tensor:
         normed, gate = self.norm(x, temb, replace_temb, replaced)
-        mlp = gelu_tanh(self.proj_mlp(normed))
+        mlp = self.proj_mlp(normed)
         attn = self.attn(normed, cos, sin, mask)
         return gated(x, self.proj_out(mint.cat([attn, mlp], -1)), gate)

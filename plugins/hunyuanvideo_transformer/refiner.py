@@ -4,7 +4,7 @@ the masked mean of the text."""
 
 from __future__ import annotations
 
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from plugins.common.layers import LayerNorm, Linear
 from plugins.hunyuanvideo_transformer.attention import RefinerAttention
@@ -33,7 +33,7 @@ class RefinerBlock(nn.Cell):
         self.norm1 = LayerNorm(dim, eps=1e-6)
         self.attn = RefinerAttention(heads, head_dim)
         self.norm2 = LayerNorm(dim, eps=1e-6)
-        self.ff = FeedForward(dim, REFINER_MLP_RATIO, ops.silu)
+        self.ff = FeedForward(dim, REFINER_MLP_RATIO, "silu")
         self.norm_out = _GateNorm(dim)
 
     def construct(self, x: Tensor, temb: Tensor, mask: Tensor | None) -> Tensor:

@@ -1,0 +1,400 @@
+"""bf16 matmuls and attention on the CPU, through the oneDNN library MindSpore ships.
+
+MindSpore's CPU backend has no bf16 matmul kernel, but the oneDNN it bundles
+(``mindspore/lib/libdnnl.so.3``) has bf16 matmul, reorder and softmax primitives that
+run on AVX512_BF16 and AMX where the CPU has them. Its C API is called here through
+``ctypes``: no compiled part of our own, nothing to build on a fresh machine.
+
+That oneDNN is built for a caller-provided thread pool and runs each primitive on the
+calling thread, so the work is split over rows and run on a thread pool of ours (ctypes
+releases the GIL during a call).
+
+Operands are numpy arrays: float32 activations are rounded to bf16 by oneDNN's reorder
+(round to nearest even), weights come as bf16 bits (``uint16``), and every product is
+accumulated and returned in float32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+F32, BF16 = 3, 2  # dnnl_data_type_t
+_CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _BINARY_ADD = 1, 1, 96, 0x30000, 0x1FFF0
+SRC, DST, WEIGHTS, BIAS, SCRATCHPAD = 1, 17, 33, 41, 80  # DNNL_ARG_*
+_USER_SCRATCHPAD, _QUERY_SCRATCHPAD_MD = 1, 136
+POST_OP_SRC_1 = (1 << 15) | 2  # DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 (oneDNN 3.x)
+_MAX_DIMS = 12
+_ROWS_PER_TASK = 256  # the row split of a reorder across threads
+
+
+class OneDnnError(RuntimeError):
+    """oneDNN refused or failed a call (status code and the call named)."""
+
+
+def _library_path() -> Path:
+    import mindspore
+
+    return Path(mindspore.__file__).parent / "lib" / "libdnnl.so.3"
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(_library_path()))
+    vp, i64, i32, ptr = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.POINTER
+    signatures = {
+        "dnnl_engine_create": [ptr(vp), i32, ctypes.c_size_t],
+        "dnnl_stream_create": [ptr(vp), vp, ctypes.c_uint],
+        "dnnl_memory_desc_create_with_strides": [ptr(vp), i32, ptr(i64), i32, ptr(i64)],
+        "dnnl_memory_create": [ptr(vp), vp, vp, vp],
+        "dnnl_memory_set_data_handle": [vp, vp],
+        "dnnl_matmul_primitive_desc_create": [ptr(vp), vp, vp, vp, vp, vp, vp],
+        "dnnl_reorder_primitive_desc_create": [ptr(vp), vp, vp, vp, vp, vp],
+        "dnnl_softmax_forward_primitive_desc_create": [ptr(vp), vp, i32, i32, vp, vp, i32, vp],
+        "dnnl_primitive_attr_create": [ptr(vp)],
+        "dnnl_primitive_attr_set_post_ops": [vp, vp],
+        "dnnl_primitive_attr_set_scratchpad_mode": [vp, i32],
+        "dnnl_post_ops_create": [ptr(vp)],
+        "dnnl_post_ops_append_binary": [vp, i32, vp],
+        "dnnl_post_ops_append_eltwise": [vp, i32, ctypes.c_float, ctypes.c_float],
+        "dnnl_primitive_create": [ptr(vp), vp],
+        "dnnl_primitive_execute": [vp, vp, i32, vp],
+        "dnnl_stream_wait": [vp],
+    }
+    for name, argtypes in signatures.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+    lib.dnnl_primitive_desc_query_md.argtypes, lib.dnnl_primitive_desc_query_md.restype = [vp, i32, i32], vp
+    lib.dnnl_memory_desc_get_size.argtypes, lib.dnnl_memory_desc_get_size.restype = [vp], ctypes.c_size_t
+    return lib
+
+
+def _call(name: str, *args: object) -> None:
+    status = getattr(_lib(), name)(*args)
+    if status != 0:
+        raise OneDnnError(f"{name} returned oneDNN status {status}")
+
+
+def _handle() -> ctypes.c_void_p:
+    return ctypes.c_void_p()
+
+
+@cache
+def _engine() -> ctypes.c_void_p:
+    engine = _handle()
+    _call("dnnl_engine_create", ctypes.byref(engine), _CPU, 0)
+    return engine
+
+
+_streams = threading.local()
+
+
+def _stream() -> ctypes.c_void_p:
+    """One stream per thread: a stream is not to be shared between threads."""
+    if not hasattr(_streams, "stream"):
+        stream = _handle()
+        _call("dnnl_stream_create", ctypes.byref(stream), _engine(), _IN_ORDER)
+        _streams.stream = stream
+    return _streams.stream
+
+
+@cache
+def _desc(shape: tuple[int, ...], strides: tuple[int, ...], dtype: int) -> ctypes.c_void_p:
+    dims = (ctypes.c_int64 * _MAX_DIMS)(*shape)
+    steps = (ctypes.c_int64 * _MAX_DIMS)(*strides)
+    desc = _handle()
+    _call("dnnl_memory_desc_create_with_strides", ctypes.byref(desc), len(shape), dims, dtype, steps)
+    return desc
+
+
+Layout = tuple[tuple[int, ...], tuple[int, ...], int]  # shape, strides (in elements), data type
+_primitives = threading.local()
+
+
+def _per_thread(make: Callable[..., _Primitive]) -> Callable[..., _Primitive]:
+    """Cache primitives per thread and arguments: one primitive executed by two threads at once
+    shares its scratchpad between them, which oneDNN refuses (invalid arguments)."""
+    def get(*args: object) -> _Primitive:
+        cached = _primitives.__dict__.setdefault(make.__name__, {})
+        if args not in cached:
+            cached[args] = make(*args)
+        return cached[args]
+
+    get.__doc__, get.__name__ = make.__doc__, make.__name__
+    return get
+
+
+class _Primitive:
+    """A created primitive and the layouts of its arguments.
+
+    Its scratchpad is ours (user mode): with the library's, two threads executing at once
+    fail with "invalid arguments". One buffer per thread serves every primitive the thread
+    runs, so what is held is the largest scratchpad, not the sum over all shapes."""
+
+    def __init__(self, create: Callable[[ctypes.c_void_p, ctypes.c_void_p], None], layouts: dict[int, Layout],
+                 post_add: Layout | None = None, activation: str | None = None) -> None:
+        attr = _handle()
+        _call("dnnl_primitive_attr_create", ctypes.byref(attr))
+        _call("dnnl_primitive_attr_set_scratchpad_mode", attr, _USER_SCRATCHPAD)
+        if post_add is not None or activation is not None:
+            post_ops = _handle()
+            _call("dnnl_post_ops_create", ctypes.byref(post_ops))
+            if post_add is not None:
+                _call("dnnl_post_ops_append_binary", post_ops, _BINARY_ADD, _desc(*post_add))
+                layouts = {**layouts, POST_OP_SRC_1: post_add}
+            if activation is not None:
+                _call("dnnl_post_ops_append_eltwise", post_ops, ACTIVATIONS[activation], 1.0, 0.0)
+            _call("dnnl_primitive_attr_set_post_ops", attr, post_ops)
+        descriptor = _handle()
+        create(descriptor, attr)
+        self.primitive = _handle()
+        _call("dnnl_primitive_create", ctypes.byref(self.primitive), descriptor)
+        self.layouts = layouts
+        self.memories: dict[int, ctypes.c_void_p] = {}
+        scratchpad = _lib().dnnl_primitive_desc_query_md(descriptor, _QUERY_SCRATCHPAD_MD, 0)
+        self.scratchpad = _lib().dnnl_memory_desc_get_size(scratchpad) if scratchpad else 0
+        if self.scratchpad:
+            memory = _handle()
+            _call("dnnl_memory_create", ctypes.byref(memory), scratchpad, _engine(), None)
+            self.memories[SCRATCHPAD] = memory
+
+    def _memory(self, arg: int) -> ctypes.c_void_p:
+        if arg not in self.memories:
+            memory = _handle()
+            _call("dnnl_memory_create", ctypes.byref(memory), _desc(*self.layouts[arg]), _engine(), None)
+            self.memories[arg] = memory
+        return self.memories[arg]
+
+    def run(self, pointers: dict[int, int]) -> None:
+        """Execute on raw data pointers, one per argument, on the calling thread."""
+        if self.scratchpad:
+            pointers = {**pointers, SCRATCHPAD: _scratchpad(self.scratchpad).ctypes.data}
+        pairs = (_ExecArg * len(pointers))()
+        for index, (arg, pointer) in enumerate(pointers.items()):
+            memory = self._memory(arg)
+            _call("dnnl_memory_set_data_handle", memory, ctypes.c_void_p(pointer))
+            pairs[index].arg, pairs[index].memory = arg, memory
+        stream = _stream()
+        _call("dnnl_primitive_execute", self.primitive, stream, len(pointers), pairs)
+        _call("dnnl_stream_wait", stream)
+
+
+def _scratchpad(size: int) -> np.ndarray:
+    """This thread's scratchpad, grown to ``size`` bytes."""
+    buffer = getattr(_streams, "scratchpad", None)
+    if buffer is None or buffer.size < size:
+        buffer = _streams.scratchpad = np.empty(size, np.uint8)
+    return buffer
+
+
+class _ExecArg(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_int), ("memory", ctypes.c_void_p)]
+
+
+@_per_thread
+def matmul(src: Layout, weights: Layout, dst: Layout, bias: Layout | None = None,
+           post_add: Layout | None = None, activation: str | None = None) -> _Primitive:
+    """``dst = activation(src @ weights (+ bias) (+ post_add))``; 2D or batched 3D layouts, any strides."""
+    layouts = {SRC: src, WEIGHTS: weights, DST: dst}
+    if bias is not None:
+        layouts[BIAS] = bias
+
+    def create(descriptor: ctypes.c_void_p, attr: ctypes.c_void_p) -> None:
+        _call("dnnl_matmul_primitive_desc_create", ctypes.byref(descriptor), _engine(), _desc(*src),
+              _desc(*weights), None if bias is None else _desc(*bias), _desc(*dst), attr)
+
+    return _Primitive(create, layouts, post_add, activation)
+
+
+@_per_thread
+def reorder(src: Layout, dst: Layout) -> _Primitive:
+    """Copy ``src`` into ``dst``'s layout and data type (f32 -> bf16 rounds to nearest even)."""
+    def create(descriptor: ctypes.c_void_p, attr: ctypes.c_void_p) -> None:
+        _call("dnnl_reorder_primitive_desc_create", ctypes.byref(descriptor), _desc(*src), _engine(),
+              _desc(*dst), _engine(), attr)
+
+    return _Primitive(create, {SRC: src, DST: dst})
+
+
+@_per_thread
+def softmax(src: Layout, dst: Layout, axis: int) -> _Primitive:
+    def create(descriptor: ctypes.c_void_p, attr: ctypes.c_void_p) -> None:
+        _call("dnnl_softmax_forward_primitive_desc_create", ctypes.byref(descriptor), _engine(),
+              _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _desc(*src), _desc(*dst), axis, attr)
+
+    return _Primitive(create, {SRC: src, DST: dst})
+
+
+def _rows(shape: tuple[int, int], dtype: int) -> Layout:
+    return shape, (shape[1], 1), dtype
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_threads(), thread_name_prefix="onednn")
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _in_parallel(work: Callable[[object], None], tasks: Sequence[object]) -> None:
+    if len(tasks) == 1:
+        work(tasks[0])
+        return
+    for future in [_pool().submit(work, task) for task in tasks]:
+        future.result()
+
+
+def _row_chunks(rows: int) -> list[slice]:
+    """``rows`` split into one chunk per thread, none smaller than ``_ROWS_PER_TASK`` rows."""
+    count = max(1, min(_threads(), rows // _ROWS_PER_TASK))
+    bounds = np.linspace(0, rows, count + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def to_bf16(array: np.ndarray) -> np.ndarray:
+    """float32 values as bf16 bits (``uint16``), rounded to nearest even, on all cores."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    flat = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
+    out = np.empty(flat.shape, np.uint16)
+
+    def work(rows: slice) -> None:
+        shape = (rows.stop - rows.start, flat.shape[1])
+        reorder(_rows(shape, F32), _rows(shape, BF16)).run(
+            {SRC: flat[rows].ctypes.data, DST: out[rows].ctypes.data})
+
+    _in_parallel(work, _row_chunks(flat.shape[0]))
+    return out.reshape(array.shape)
+
+
+ACTIVATIONS = {"gelu_tanh": 0x2B, "silu": 0x2C}  # dnnl_eltwise_gelu_tanh, dnnl_eltwise_swish (alpha 1)
+_COLUMNS_PER_TASK = 256  # the column split of a linear layer across threads
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+           activation: str | None = None) -> np.ndarray:
+    """``activation(x [M, K] @ weight.T + bias)`` in float32: ``x`` float32 (rounded to bf16
+    here), ``weight [N, K]`` bf16 bits, ``bias [N]`` float32, ``activation`` one of
+    ``ACTIVATIONS`` or None, applied inside the matmul.
+
+    The threads split the output columns, so each reads (and packs for AMX) only its share
+    of the weight, which is the larger operand."""
+    bits = to_bf16(x)
+    (rows, width), outputs = bits.shape, weight.shape[0]
+    out = np.empty((rows, outputs), np.float32)
+    count = max(1, min(_threads(), outputs // _COLUMNS_PER_TASK))
+    bounds = np.linspace(0, outputs, count + 1).astype(int)
+
+    def work(columns: slice) -> None:
+        n = columns.stop - columns.start
+        pointers = {SRC: bits.ctypes.data, WEIGHTS: weight[columns].ctypes.data, DST: out[:, columns].ctypes.data}
+        bias_layout = None
+        if bias is not None:
+            bias_layout, pointers[BIAS] = _rows((1, n), F32), bias[columns].ctypes.data
+        matmul(_rows((rows, width), BF16), ((width, n), (1, width), BF16), ((rows, n), (outputs, 1), F32),
+               bias_layout, None, activation).run(pointers)
+
+    _in_parallel(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return out
+
+
+QUERY_BLOCK = 512  # query rows per attention task: bounds the score matrix a thread holds
+_LOWEST = float(np.finfo(np.float32).min)
+_scratch = threading.local()
+
+
+def _buffers(rows: int, keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's score (float32) and probability (bf16) buffers, grown as needed."""
+    size = rows * keys
+    if getattr(_scratch, "size", 0) < size:
+        _scratch.scores, _scratch.probs, _scratch.size = np.empty(size, np.float32), np.empty(size, np.uint16), size
+    return _scratch.scores, _scratch.probs
+
+
+def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``softmax(query @ key^T) @ value`` for each batch item and head, in bf16 with float32
+    scores and sums: ``query [B, Sq, H, D]`` (already scaled), ``key``/``value [B, Sk, H, D]``,
+    float32; ``mask [B, Sk]`` True where a key may be attended to. Returns ``[B, Sq, H, D]``.
+
+    Heads are read in place (strided), so nothing is transposed; each task is one head of
+    one block of queries, whose scores go through a softmax that writes bf16 directly.
+    """
+    query, key, value = to_bf16(query), to_bf16(key), to_bf16(value)
+    batch, queries, heads, dim = query.shape
+    keys, row = key.shape[1], heads * dim
+    out = np.empty(query.shape, np.float32)
+    additive = None if mask is None else np.where(mask, 0.0, _LOWEST).astype(np.float32)
+
+    def work(task: tuple[int, int, int]) -> None:
+        b, h, start = task
+        rows = min(QUERY_BLOCK, queries - start)
+        scores, probs = _buffers(rows, keys)
+        score_layout = _rows((rows, keys), F32)
+        pointers = {SRC: query.ctypes.data + 2 * (((b * queries + start) * heads + h) * dim),
+                    WEIGHTS: key.ctypes.data + 2 * ((b * keys * heads + h) * dim), DST: scores.ctypes.data}
+        mask_layout = None
+        if additive is not None:
+            mask_layout = _rows((1, keys), F32)
+            pointers[POST_OP_SRC_1] = additive.ctypes.data + 4 * b * keys
+        matmul(((rows, dim), (row, 1), BF16), ((dim, keys), (1, row), BF16), score_layout, None,
+               mask_layout).run(pointers)
+        softmax(score_layout, _rows((rows, keys), BF16), 1).run({SRC: scores.ctypes.data, DST: probs.ctypes.data})
+        matmul(_rows((rows, keys), BF16), ((keys, dim), (row, 1), BF16), ((rows, dim), (row, 1), F32)).run(
+            {SRC: probs.ctypes.data, WEIGHTS: value.ctypes.data + 2 * ((b * keys * heads + h) * dim),
+             DST: out.ctypes.data + 4 * (((b * queries + start) * heads + h) * dim)})
+
+    _in_parallel(work, [(b, h, s) for b in range(batch) for h in range(heads) for s in range(0, queries, QUERY_BLOCK)])
+    return out
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@cache
+def bf16_unavailable() -> str | None:
+    """Why bf16 matmuls cannot run on this machine (one clause), or None when they can.
+
+    They need AVX512_BF16 or AMX (elsewhere oneDNN would emulate bf16, slower than float32),
+    the bundled library, and a small product that comes out right. ``$HUNYUAN_ZOO_CPU_BF16=0``
+    turns them off."""
+    if os.environ.get("HUNYUAN_ZOO_CPU_BF16", "").strip() == "0":
+        return "turned off by HUNYUAN_ZOO_CPU_BF16=0"
+    if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        return "this CPU has neither AVX512_BF16 nor AMX-BF16 instructions"
+    x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
+    weight = to_bf16_reference(np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40))
+    try:
+        got = linear(x, weight)
+    except (OSError, AttributeError, OneDnnError) as exc:
+        return f"oneDNN cannot run them ({exc})"
+    expected = widen_reference(to_bf16_reference(x)) @ widen_reference(weight).T
+    if not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+        return "oneDNN's bf16 matmul gave wrong results in a self-test"
+    return None
+
+
+def to_bf16_reference(array: np.ndarray) -> np.ndarray:
+    """float32 to bf16 bits in numpy, rounding to nearest even (what ``to_bf16`` must match)."""
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def widen_reference(bits: np.ndarray) -> np.ndarray:
+    """bf16 bits to float32 in numpy."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)

@@ -1,0 +1,143 @@
+"""bf16 matmuls and attention through oneDNN, and the choice between them and float32.
+
+The kernels are checked against float64 products of the same bf16-rounded operands, so
+what is tested is the arithmetic (layouts, strides, thread splits, fused bias, activation
+and mask), not bf16's rounding. They need AVX512_BF16 or AMX; on other CPUs the tests that
+run them are skipped, and the fallback to float32 (tested on every machine) is what runs.
+"""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugins.common import onednn, runtime
+from plugins.common.layers import Linear
+from plugins.common.precision import narrow
+from tests.test_precision import call, inputs, load, reference_output
+from tests.test_transformer_parity import reference_model, tiny
+
+needs_bf16 = pytest.mark.skipif(onednn.bf16_unavailable() is not None,
+                                reason=f"bf16 matmuls cannot run here: {onednn.bf16_unavailable()}")
+
+
+def rounded(array: np.ndarray) -> np.ndarray:
+    return onednn.widen_reference(onednn.to_bf16_reference(array)).astype(np.float64)
+
+
+@needs_bf16
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1, max_size=600))
+def test_to_bf16_rounds_to_nearest_even_like_torch(values):
+    array = np.array(values, np.float32)
+    expected = torch.from_numpy(array).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(onednn.to_bf16(array), expected)
+    np.testing.assert_array_equal(onednn.to_bf16_reference(array), narrow(array, "BF16"))
+
+
+@needs_bf16
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 40), width=st.integers(1, 64), outputs=st.sampled_from([1, 7, 256, 600]),
+       bias=st.booleans(), activation=st.sampled_from([None, "gelu_tanh", "silu"]), seed=st.integers(0, 2**31 - 1))
+def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, outputs, bias, activation, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, width), dtype=np.float32)
+    weight = onednn.to_bf16_reference(rng.standard_normal((outputs, width), dtype=np.float32))
+    b = rng.standard_normal(outputs).astype(np.float32) if bias else None
+    expected = torch.from_numpy(rounded(x) @ onednn.widen_reference(weight).T.astype(np.float64))
+    if b is not None:
+        expected += torch.from_numpy(b.astype(np.float64))
+    if activation == "gelu_tanh":
+        expected = torch.nn.functional.gelu(expected, approximate="tanh")
+    elif activation == "silu":
+        expected = torch.nn.functional.silu(expected)
+    actual = onednn.linear(x, weight, b, activation)
+    np.testing.assert_allclose(actual, expected.numpy(), rtol=1e-5, atol=1e-5 * np.sqrt(width))
+
+
+def attention_reference(query, key, value, mask):
+    scores = np.einsum("bqhd,bkhd->bhqk", rounded(query), rounded(key))
+    if mask is not None:
+        scores = np.where(mask[:, None, None, :], scores, -np.inf)
+        scores = np.where(mask.any(axis=1)[:, None, None, None], scores, 0.0)  # no key at all: uniform
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs = rounded((probs / probs.sum(-1, keepdims=True)).astype(np.float32))  # bf16 into the second product
+    return np.einsum("bhqk,bkhd->bqhd", probs, rounded(value))
+
+
+@needs_bf16
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 2), queries=st.integers(1, 20), keys=st.integers(1, 20), heads=st.integers(1, 3),
+       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, queries, keys, heads, dim, masked,
+                                                           seed):
+    monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
+    rng = np.random.default_rng(seed)
+    query, key, value = (rng.standard_normal((batch, length, heads, dim), dtype=np.float32)
+                         for length in (queries, keys, keys))
+    mask = rng.random((batch, keys)) < 0.6 if masked else None
+    expected = attention_reference(query, key, value, mask)
+    actual = onednn.attention(query, key, value, mask)
+    np.testing.assert_allclose(actual, expected, atol=1e-2 * np.abs(value).max(), rtol=0)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """The same tiny transformer saved in float32 and in bfloat16."""
+    model = reference_model(tiny(), 5)
+    float32, bf16 = tmp_path_factory.mktemp("float32"), tmp_path_factory.mktemp("bf16")
+    model.save_pretrained(float32)
+    model.to(torch.bfloat16).save_pretrained(bf16)
+    return {"float32": float32, "bfloat16": bf16}
+
+
+def bf16_layers(backbone) -> set[bool]:
+    return {cell.bf16_matmul for _, cell in backbone.network.cells_and_names() if isinstance(cell, Linear)}
+
+
+@needs_bf16
+def test_auto_computes_bf16_weights_in_bf16_and_float32_weights_in_float32(folders):
+    assert bf16_layers(load(folders["bfloat16"])) == {True}
+    assert bf16_layers(load(folders["float32"])) == {False}
+    assert bf16_layers(load(folders["float32"], compute_dtype="bfloat16")) == {True}
+    assert bf16_layers(load(folders["bfloat16"], compute_dtype="float32")) == {False}
+
+
+@needs_bf16
+def test_bf16_transformer_stays_close_to_diffusers_float32(folders):
+    config = tiny()
+    args = inputs(config, 1)
+    expected = reference_output(reference_model(config, 5).float(), config, *args)
+    actual = call(load(folders["float32"], compute_dtype="bfloat16"), config, *args)
+    assert np.abs(actual - expected).max() <= 2e-2 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folders, monkeypatch, capsys):
+    monkeypatch.setenv("HUNYUAN_ZOO_CPU_BF16", "0")
+    monkeypatch.setattr(runtime, "_NOTICES", set())
+    onednn.bf16_unavailable.cache_clear()
+    try:
+        first, second = (load(folders["bfloat16"], compute_dtype="bfloat16") for _ in range(2))
+        notice = capsys.readouterr().err.strip().splitlines()
+        assert notice == ["hunyuanvideo-transformer: computing in float32, not bf16: turned off by "
+                          "HUNYUAN_ZOO_CPU_BF16=0"]
+        assert bf16_layers(first) == {False}
+        args = inputs(tiny(), 2)
+        np.testing.assert_array_equal(call(second, tiny(), *args),
+                                      call(load(folders["bfloat16"], compute_dtype="float32"), tiny(), *args))
+    finally:
+        monkeypatch.undo()
+        onednn.bf16_unavailable.cache_clear()
+
+
+def test_a_linear_layer_applies_its_activation_after_the_bias():
+    """The float32 path, as diffusers' FeedForward: ``activation(x @ W.T + b)``."""
+    layer = Linear(4, 3, activation="gelu_tanh")
+    x = np.linspace(-3, 3, 8, dtype=np.float32).reshape(2, 4)
+    expected = torch.nn.functional.gelu(
+        torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(layer.weight.asnumpy()),
+                                   torch.from_numpy(layer.bias.asnumpy())), approximate="tanh")
+    np.testing.assert_allclose(layer(ms.Tensor(x)).asnumpy(), expected.numpy(), atol=1e-6)
