@@ -11,85 +11,36 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from diffusers import HunyuanVideoTransformer3DModel
 from diffusers.hooks import FirstBlockCacheConfig
 
 import zoo
 import zoo.testkit.backbone  # noqa: F401 - registers the backbone properties
-from contracts import TextEmbeddings
 from plugins.common.options import OWN_OPTIONS
 from plugins.hunyuanvideo_fbcache.backbone import FirstBlockCacheTransformer
 from plugins.hunyuanvideo_text.config import DEFAULT_TEMPLATE
-from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
+from tests.cache_fixtures import (
+    TINY,
+    Velocity,
+    assert_outputs_close,
+    denoise,
+    diffusers_output,
+    latents,
+    ours_velocity,
+    reference_folder,
+    texts,
+)
 from zoo import tiny
 from zoo.testkit.core import PROPERTIES
 
 NAME = "hunyuanvideo-transformer-fbcache"
 TOLERANCE = 1e-4
-GUIDANCE = 6.0
-TRUE_CFG = 3.0
 # These random models' first-block residual changes by 0.2 to 0.6 (relative) from step to step, so this
 # threshold both skips and computes; no change in these runs lies within 3e-3 of it, far above rounding.
 THRESHOLD = 0.4
-TINY = dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, rope_axes_dim=(2, 2, 4),
-            num_layers=2, num_single_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
-            guidance_embeds=True, text_embed_dim=6, pooled_projection_dim=4)
-Velocity = Callable[[np.ndarray, float, int], np.ndarray]  # (latents, timestep, text index) -> velocity
-
-
-def reference_folder(tmp_path: Path, seed: int = 0, **options) -> tuple[HunyuanVideoTransformer3DModel, Path]:
-    """A diffusers model with every parameter random, saved to ``tmp_path``."""
-    torch.manual_seed(seed)
-    model = HunyuanVideoTransformer3DModel(**{**TINY, **options}).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.1)
-    model.save_pretrained(tmp_path)
-    return model, tmp_path
-
-
-def texts(seed: int = 1) -> list[TextEmbeddings]:
-    """A prompt and a negative prompt, right-padded differently."""
-    rng = np.random.default_rng(seed)
-    return [TextEmbeddings(hidden_states=rng.standard_normal((1, 5, TINY["text_embed_dim"]), dtype=np.float32),
-                           attention_mask=np.arange(5)[None] < real,
-                           pooled=rng.standard_normal((1, TINY["pooled_projection_dim"]), dtype=np.float32))
-            for real in (3, 5)]
-
-
-def latents(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((1, 4, 2, 4, 4), dtype=np.float32)
-
-
-def denoise(velocity: Velocity, start: np.ndarray, scheduler_name: str, steps: int) -> list[np.ndarray]:
-    """A true-CFG sampling loop; returns every backbone output, cond and uncond alternating, then the result."""
-    scheduler = zoo.load_component("scheduler", scheduler_name)
-    schedule = scheduler.schedule(steps)
-    sample, outputs = start, []
-    for index, timestep in enumerate(schedule.timesteps):
-        cond, uncond = velocity(sample, float(timestep), 0), velocity(sample, float(timestep), 1)
-        outputs += [cond, uncond]
-        sample = scheduler.step(uncond + TRUE_CFG * (cond - uncond), schedule, index, sample)
-    return [*outputs, sample]
-
-
-def ours_velocity(backbone: HunyuanVideoTransformer, decisions: list[bool] | None = None) -> Velocity:
-    """Our backbone in the loop; with ``decisions``, each call's skip decision is appended to it."""
-    prompts = texts()
-
-    def call(sample: np.ndarray, timestep: float, text: int) -> np.ndarray:
-        out = backbone(sample, np.array([timestep], np.float32), prompts[text], guidance=GUIDANCE)
-        if decisions is not None:
-            decisions.append(backbone.stats.last_skipped)
-        return out
-
-    return call
 
 
 def reference_velocity(model: HunyuanVideoTransformer3DModel, decisions: list[bool]) -> Velocity:
@@ -100,11 +51,9 @@ def reference_velocity(model: HunyuanVideoTransformer3DModel, decisions: list[bo
                   if hasattr(module, "_diffusers_hook") and module._diffusers_hook.get_hook("fbc_leader_block_hook"))
 
     def call(sample: np.ndarray, timestep: float, text: int) -> np.ndarray:
-        context, prompt = ("cond", "uncond")[text], prompts[text]
-        with model.cache_context(context), torch.no_grad():
-            out = model(torch.from_numpy(sample), torch.tensor([timestep]), torch.from_numpy(prompt.hidden_states),
-                        torch.from_numpy(prompt.attention_mask), torch.from_numpy(prompt.pooled),
-                        guidance=torch.tensor([GUIDANCE * 1000.0]), return_dict=False)[0].numpy()
+        context = ("cond", "uncond")[text]
+        with model.cache_context(context):
+            out = diffusers_output(model, sample, timestep, prompts[text])
         decisions.append(not leader.state_manager._state_cache[context].should_compute)
         return out
 
@@ -145,10 +94,7 @@ def test_skips_the_steps_diffusers_skips_with_the_same_outputs(tmp_path, blocks,
     assert ours_skipped == theirs_skipped
     assert 0 < sum(ours_skipped) < len(ours_skipped), "expected some calls skipped and some not"
     assert ours.stats.skipped == sum(ours_skipped)
-    for index, (mine, reference_out) in enumerate(zip(actual, expected, strict=True)):
-        scale = max(1.0, float(np.abs(reference_out).max()))
-        diff = float(np.abs(mine - reference_out).max())
-        assert diff <= TOLERANCE * scale, f"output {index}: max abs diff {diff:.3g} at scale {scale:.3g}"
+    assert_outputs_close(actual, expected, TOLERANCE)
 
 
 @pytest.mark.parametrize("prop", PROPERTIES["backbone"], ids=lambda p: p.id)

@@ -25,6 +25,7 @@ from plugins.hunyuanvideo_llava.model import CLIPVisionTransformer
 from plugins.hunyuanvideo_text.clip import ACTIVATIONS
 from tests import llava_fixtures as fx
 from tests.text_fixtures import clip_config, clip_tokenizer, prompts, randomized
+from zoo.testkit import properties
 
 seeds = st.integers(0, 2**16)
 
@@ -215,6 +216,18 @@ TINY_TEMPLATE = fx.template(4)
 def encoder(folder: Path, **options):
     return zoo.load_component("encoder", "hunyuanvideo-llava", weights=folder,
                               **{"prompt_template": TINY_TEMPLATE, "max_sequence_length": 8, **options})
+
+
+@pytest.mark.parametrize("prop", properties("encoder"), ids=lambda p: p.id)
+def test_contract(prop, folder, tmp_path_factory):
+    """The encoder contract (image-taking encoders included) on the composite."""
+    pipeline = tmp_path_factory.mktemp("i2v")
+    for part in ("text_encoder", "tokenizer", "image_processor"):
+        (pipeline / part).symlink_to(folder / part)
+    randomized(CLIPTextModel(clip_config()), 1).save_pretrained(pipeline / "text_encoder_2")
+    clip_tokenizer().save_pretrained(pipeline / "tokenizer_2")
+    prop.check(lambda: zoo.load_component("encoder", "hunyuanvideo-i2v-text", weights=pipeline,
+                                          prompt_template=TINY_TEMPLATE, max_sequence_length=12))
 
 
 def test_without_an_image_says_it_needs_one(folder):
