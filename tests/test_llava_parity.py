@@ -324,3 +324,13 @@ def test_tiny_i2v_text_encoders_read_by_diffusers_and_by_us(tmp_path):
     assert np.array_equal(text.attention_mask, mask)
     assert_close(text.hidden_states[mask], hidden[mask], "hidden states of the tiny I2V encoders")
     assert_close(text.pooled, pooled, "pooled embeddings of the tiny I2V encoders")
+
+
+def test_streamed_weights_equal_resident(folder):
+    """Run from the memory-mapped checkpoint, the encoder gives what it gives with its weights read."""
+    pixels = images(np.random.default_rng(5), 2)
+    batch = ["a cat walks on the grass", "dog"]
+    resident = encoder(folder, stream_weights="off").encode(batch, images=pixels)
+    streamed = encoder(folder, stream_weights="on").encode(batch, images=pixels)
+    assert np.array_equal(resident.hidden_states, streamed.hidden_states)
+    assert np.array_equal(resident.attention_mask, streamed.attention_mask)
