@@ -132,7 +132,7 @@ def free_port() -> int:
 def run(name: str, workers: int, folder: Path, out: Path, steps: int) -> list[dict]:
     cores = os.cpu_count() or 1
     threads = max(1, cores // workers)
-    script = [sys.executable, __file__, "--worker", "--folder", str(folder), "--out", str(out),
+    script = [sys.executable, __file__, "--as-worker", "--folder", str(folder), "--out", str(out),
               "--steps", str(steps), "--threads", str(threads), "--launched", str(time.time())]
     env = {**os.environ, "GLOG_v": "3", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if workers == 1:
@@ -144,7 +144,8 @@ def run(name: str, workers: int, folder: Path, out: Path, steps: int) -> list[di
                  "python", *script[1:]]
         done = subprocess.run(msrun, env=env, capture_output=True, text=True)
         if done.returncode:
-            for log in sorted(logs.glob("worker_*.log")):
+            print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+            for log in sorted(logs.glob("*.log")):
                 print(log.read_text()[-3000:], file=sys.stderr)
             raise SystemExit(f"msrun failed for {name}")
     return [json.loads((out / f"rank_{workers}_{rank}.json").read_text()) for rank in range(workers)]
@@ -155,13 +156,13 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", default="bench_parallel.json")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
+    if args.as_worker:
         worker(args)
         return
     results = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,8 @@ PARALLEL_BACKBONE = "hunyuanvideo-transformer-parallel"
 # Seconds the workers may take to find each other before msrun gives up.
 CLUSTER_TIMEOUT_S = 120
 ERROR_PREFIX = "zoo: error:"
+RESULT_PREFIX = "wrote "  # what zoo generate prints on stdout when it has written the video
+WORKER_FAILED = "exit with exception"  # what msrun logs when a worker ends with a non-zero status
 _MINDSPORE_LOG = re.compile(r"^\[(INFO|WARNING|ERROR|CRITICAL)\]")
 
 
@@ -76,12 +79,22 @@ def share_text(group: Any, text: TextEmbeddings | None) -> TextEmbeddings:
     return TextEmbeddings(hidden_states=hidden, attention_mask=mask.astype(bool), pooled=pooled)
 
 
-class SkippedDecoder:
-    """Another rank's autoencoder: rank 0 decodes and writes; this one returns an empty video
-    ``[1, 3, 0, 0, 0]`` and loads nothing."""
+class SkippedAutoencoder:
+    """Another rank's autoencoder, which loads nothing: rank 0 decodes and writes, so ``decode``
+    returns an empty video ``[B, 3, 0, 0, 0]``; rank 0 encodes a conditioning image and the backbone
+    takes rank 0's, so ``encode`` returns zeros of the latents' shape."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return np.zeros((latents.shape[0], 3, 0, 0, 0), np.float32)
+
+    def encode(self, video: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        batch, _, frames, height, width = video.shape
+        return np.zeros((batch, cfg.latent_channels, (frames - 1) // cfg.temporal_compression + 1,
+                         height // cfg.spatial_compression, width // cfg.spatial_compression), np.float32)
 
 
 class DistributedComponents(Components):
@@ -94,7 +107,8 @@ class DistributedComponents(Components):
 
     def get(self, kind: str) -> Any:
         if kind not in self.built and self.group.rank != 0 and kind in ("encoder", "autoencoder"):
-            self.built[kind] = ReceivedEncoder(self.group) if kind == "encoder" else SkippedDecoder()
+            self.built[kind] = (ReceivedEncoder(self.group) if kind == "encoder"
+                                else SkippedAutoencoder(self.plan.configs[kind]))
         component = super().get(kind)
         if kind == "encoder" and self.group.rank == 0 and not isinstance(component, RankZeroEncoder):
             component = self.built[kind] = RankZeroEncoder(component, self.group)
@@ -167,6 +181,9 @@ def launch(argv: Sequence[str], devices: int, port: int | None) -> int:
                 shown = _show_new(logs / "worker_0.log", shown)
                 if len(ranks) < devices:
                     ranks = _worker_ranks(process.pid)
+                if WORKER_FAILED in _read(logs / "msrun.log"):
+                    _stop(process, ranks)
+                    break
                 time.sleep(0.2)
         except KeyboardInterrupt:
             process.send_signal(2)  # msrun stops its workers on SIGINT
@@ -177,6 +194,19 @@ def launch(argv: Sequence[str], devices: int, port: int | None) -> int:
         shutil.rmtree(logs, ignore_errors=True)
         return 0
     return _report_failure(logs, devices, ranks)
+
+
+def _stop(process: subprocess.Popen, ranks: dict[int, int]) -> None:
+    """End a failed run now: msrun stops the workers at once but then waits for its scheduler, which
+    waits for the dead worker's heartbeat to time out (tens of seconds)."""
+    time.sleep(1)  # msrun's own stopping of the workers
+    for pid in ranks:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.killpg(process.pid, signal.SIGKILL)  # msrun and its scheduler (the session this launcher started)
+    process.wait()
 
 
 def _worker_ranks(msrun_pid: int) -> dict[int, int]:
@@ -207,7 +237,9 @@ def _show_new(log: Path, shown: int, final: bool = False) -> int:
     end = len(data) if final else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
     for line in re.split(r"(?<=[\n\r])", data[:end].decode(errors="replace")):
         if line and not _MINDSPORE_LOG.match(line) and not line.startswith(ERROR_PREFIX):
-            sys.stderr.write(line)
+            # the worker's stdout and stderr share its log: its one line for stdout is the result's
+            (sys.stdout if line.startswith(RESULT_PREFIX) else sys.stderr).write(line)
+    sys.stdout.flush()
     sys.stderr.flush()
     return shown + end
 

@@ -61,12 +61,12 @@ def split_network(network: HunyuanVideoTransformer3D, config: HunyuanVideoTransf
         _put(block.attn.to_out, 0, RowLinear(dim, dim, group, (own_dim,)), copy)
         _put(block.attn, "to_add_out", RowLinear(dim, dim, group, (own_dim,)), copy)
         for ff in (block.ff, block.ff_context):
-            _put(ff.net[0], "proj", ColumnLinear(dim, mlp, group), copy)
+            _put(ff.net[0], "proj", ColumnLinear(dim, mlp, group, activation=ff.net[0].proj.activation), copy)
             _put(ff.net, 2, RowLinear(mlp, dim, group, (own_mlp,)), copy)
     for block in network.single_transformer_blocks:
         _put(block.norm, "linear", ColumnLinear(dim, block.norm.parts * dim, group, gather=True), copy)
         heads_of(block.attn, ("to_q", "to_k", "to_v"))
-        _put(block, "proj_mlp", ColumnLinear(dim, mlp, group), copy)
+        _put(block, "proj_mlp", ColumnLinear(dim, mlp, group, activation=block.proj_mlp.activation), copy)
         _put(block, "proj_out", RowLinear(dim + mlp, dim, group, (own_dim, own_range(mlp, group, dim))), copy)
 
 
