@@ -1,14 +1,19 @@
 """Forward time of ``hunyuanvideo-transformer`` beside diffusers' ``HunyuanVideoTransformer3DModel``
 in fp32 and in bf16, same weights, same inputs, measured in one run, interleaved.
 
+Ours runs in fp32 and, where the CPU has bf16 matmul instructions (AVX512_BF16 or AMX),
+with bf16 matmuls (weights held in bf16, ``compute_dtype="bfloat16"``); elsewhere that
+row is left out with the reason.
+
 The default is the bench-medium configuration: 12 heads x 128, 2 dual + 2 single
 blocks, 2 refiner blocks, latents 16 x 5 x 32 x 32 (1280 video tokens), 256 text
-tokens of width 4096, pooled 768. Besides the times it prints the forward's FLOPs
-(counted from the config), the GFLOP/s each implementation achieves, and the dense
-fp32 matmul GFLOP/s of MindSpore and of PyTorch on this machine, measured in the same
-run, as the ceiling::
+tokens of width 4096, pooled 768. ``--width real`` is HunyuanVideo's: 24 heads x 128,
+1 dual + 1 single block. Besides the times it prints the forward's FLOPs (counted from
+the config), the GFLOP/s each implementation achieves, and the dense fp32 matmul GFLOP/s
+of MindSpore and of PyTorch on this machine, measured in the same run, as the ceiling::
 
     GLOG_v=3 python benchmarks/bench_backbone.py [--repeats 5] [--real-tokens 256] [--threads 2]
+        [--width medium|real] [--latents T h w] [--text-tokens 256]
 
 Other engineers' jobs share the cores, so every figure is a median over repeats that
 take turns (one call of each implementation and of each peak matmul per round), and
@@ -34,10 +39,13 @@ from mindspore import ops
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.common.onednn import bf16_unavailable
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
 
 BENCH_MEDIUM = dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2)
+REAL_WIDTH = dict(num_attention_heads=24, attention_head_dim=128, num_layers=1, num_single_layers=1)
+WIDTHS = {"medium": BENCH_MEDIUM, "real": REAL_WIDTH}
 LATENTS = (1, 16, 5, 32, 32)
 TEXT_TOKENS = 256
 # Matmul shapes (M, K, N) for the ceiling: the model's widest projections at bench-medium.
@@ -122,8 +130,12 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--real-tokens", type=int, default=TEXT_TOKENS,
-                        help="real (unpadded) text tokens out of 256")
+    parser.add_argument("--width", choices=sorted(WIDTHS), default="medium")
+    parser.add_argument("--latents", type=int, nargs=3, metavar=("T", "h", "w"), default=LATENTS[2:],
+                        help="latent frames, height and width (16 channels)")
+    parser.add_argument("--text-tokens", type=int, default=TEXT_TOKENS)
+    parser.add_argument("--real-tokens", type=int, default=None,
+                        help="real (unpadded) text tokens out of --text-tokens (default: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="intra-op threads, set alike for MindSpore and PyTorch")
     args = parser.parse_args()
@@ -134,17 +146,24 @@ def main() -> None:
           f"PyTorch {torch.get_num_threads()}; {load()} at start")
 
     torch.manual_seed(0)
-    reference = HunyuanVideoTransformer3DModel(**BENCH_MEDIUM).eval()
+    reference = HunyuanVideoTransformer3DModel(**WIDTHS[args.width]).eval()
     reference_bf16 = copy.deepcopy(reference).to(torch.bfloat16)
+    shape = (1, 16, *args.latents)
+    real_tokens = args.text_tokens if args.real_tokens is None else args.real_tokens
     rng = np.random.default_rng(0)
-    latents = rng.standard_normal(LATENTS, dtype=np.float32)
-    hidden = rng.standard_normal((1, TEXT_TOKENS, 4096), dtype=np.float32)
-    mask = np.arange(TEXT_TOKENS)[None, :] < args.real_tokens
+    latents = rng.standard_normal(shape, dtype=np.float32)
+    hidden = rng.standard_normal((1, args.text_tokens, 4096), dtype=np.float32)
+    mask = np.arange(args.text_tokens)[None, :] < real_tokens
     pooled = rng.standard_normal((1, 768), dtype=np.float32)
     timestep, scale = np.array([700.0], np.float32), 6.0
+    bf16_missing = bf16_unavailable()
     with tempfile.TemporaryDirectory() as folder:
         reference.save_pretrained(folder)
-        ours = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder)
+        ours = {"ours fp32": zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
+                                                compute_dtype="float32")}
+        if bf16_missing is None:
+            ours["ours bf16"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
+                                                   weight_dtype="bfloat16", compute_dtype="bfloat16")
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)
 
     inputs = dict(hidden_states=torch.from_numpy(latents), timestep=torch.from_numpy(timestep),
@@ -162,27 +181,37 @@ def main() -> None:
         with torch.no_grad():
             return reference_bf16(**inputs_bf16)[0].float().numpy()
 
-    def run_ours() -> np.ndarray:
-        return ours(latents, timestep, text, guidance=scale)
-
+    forwards: dict[str, Callable[[], np.ndarray]] = {"diffusers fp32": run_reference,
+                                                     "diffusers bf16": run_reference_bf16}
+    for name, backbone in ours.items():
+        forwards[name] = lambda backbone=backbone: backbone(latents, timestep, text, guidance=scale)
     expected = run_reference()
-    diff = float(np.abs(run_ours() - expected).max())
-    diff_bf16 = float(np.abs(run_reference_bf16() - expected).max())
-    forwards = {"diffusers fp32": run_reference, "diffusers bf16": run_reference_bf16, "ours fp32": run_ours}
+    differences = {name: float(np.abs(run() - expected).max()) for name, run in forwards.items()
+                   if name != "diffusers fp32"}
     times = interleaved({**forwards, **matmul_runs()}, args.repeats)
     median = {name: statistics.median(samples) for name, samples in times.items()}
     peaks = matmul_peaks(median)
-    flops = forward_flops(ours.config, LATENTS, int(mask.any(axis=0).sum()))
-    reference_flops = forward_flops(ours.config, LATENTS, TEXT_TOKENS)
+    config = ours["ours fp32"].config
+    flops = forward_flops(config, shape, int(mask.any(axis=0).sum()))
+    reference_flops = forward_flops(config, shape, args.text_tokens)
 
-    print(f"bench-medium: 12x128 heads, 2 dual + 2 single blocks, 2 refiner blocks, latents {LATENTS}, "
-          f"{TEXT_TOKENS} text tokens ({args.real_tokens} real), {args.repeats} interleaved rounds")
+    video_tokens = int(np.prod(args.latents)) // config.patch_size ** 2
+    print(f"{args.width} width: {config.num_attention_heads}x{config.attention_head_dim} heads, "
+          f"{config.num_layers} dual + {config.num_single_layers} single blocks, latents {shape} "
+          f"({video_tokens} video tokens), {args.text_tokens} text tokens ({real_tokens} real), "
+          f"{args.repeats} interleaved rounds")
+    if bf16_missing is not None:
+        print(f"ours bf16 left out: {bf16_missing}")
     for name in forwards:
         samples = times[name]
         print(f"{name:15s} median {median[name]:7.3f} s  ({', '.join(f'{t:.3f}' for t in samples)})")
-    print(f"ratio ours/diffusers fp32: {median['ours fp32'] / median['diffusers fp32']:.2f}; "
-          f"ours/diffusers bf16: {median['ours fp32'] / median['diffusers bf16']:.2f}; "
-          f"max abs diff ours vs diffusers fp32 {diff:.3g} (diffusers bf16 vs fp32 {diff_bf16:.3g})")
+    best_reference = min(("diffusers fp32", "diffusers bf16"), key=median.__getitem__)
+    best_ours = min(ours, key=median.__getitem__)
+    print(f"best: {best_ours} / {best_reference} = {median[best_ours] / median[best_reference]:.2f}; "
+          + "; ".join(f"{name} / {reference_name} = {median[name] / median[reference_name]:.2f}"
+                      for name in ours for reference_name in ("diffusers fp32", "diffusers bf16")))
+    print("max abs difference from diffusers fp32 (output max abs "
+          f"{float(np.abs(expected).max()):.3g}): " + ", ".join(f"{name} {d:.3g}" for name, d in differences.items()))
     print(f"dense fp32 matmul peak: MindSpore {peaks['MindSpore']:.0f} GFLOP/s, "
           f"PyTorch {peaks['PyTorch']:.0f} GFLOP/s (best median over M x K x N in {PEAK_SHAPES}, "
           f"timed in the same rounds)")
@@ -190,8 +219,8 @@ def main() -> None:
     reference_rate = reference_flops / median["diffusers fp32"] / 1e9
     print(f"forward FLOPs: ours {flops / 1e9:.1f} G, diffusers {reference_flops / 1e9:.1f} G "
           f"(diffusers attends to padding too)")
-    print(f"achieved: ours {ours_rate:.0f} GFLOP/s = {ours_rate / peaks['MindSpore']:.2f} of MindSpore's peak; "
-          f"diffusers fp32 {reference_rate:.0f} GFLOP/s = {reference_rate / peaks['PyTorch']:.2f} of PyTorch's peak")
+    print(f"achieved in fp32: ours {ours_rate:.0f} GFLOP/s = {ours_rate / peaks['MindSpore']:.2f} of MindSpore's "
+          f"peak; diffusers {reference_rate:.0f} GFLOP/s = {reference_rate / peaks['PyTorch']:.2f} of PyTorch's peak")
     print(f"{load()} at end")
 
 
