@@ -228,6 +228,15 @@ def test_images_that_cannot_be_animated_are_refused_in_one_line(tmp_path, kind, 
 def test_rgb_and_palette_images_read_as_8_bit_rgb(tmp_path, kind):
     pixels = zoo_images.load_image(image_file(tmp_path, kind))
     assert pixels.shape == (20, 24, 3) and pixels.dtype == np.uint8
+    assert np.array_equal(pixels, np.asarray(PIL.Image.open(image_file(tmp_path, kind)).convert("RGB")))
+
+
+def test_an_image_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    PIL.Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
+    assert np.array_equal(zoo_images.load_image(tmp_path / "turned.png"), np.rot90(pixels, -1))
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -39,7 +39,7 @@ class ImageError(ValueError):
 
 def load_image(path: str | Path) -> np.ndarray:
     """An image file as 8-bit RGB ``[H, W, 3]``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -53,7 +53,8 @@ def load_image(path: str | Path) -> np.ndarray:
             if mode == "RGB" and any(";16" in _raw_mode(tile) for tile in image.tile):
                 mode = "RGB;16"  # PIL would read 16 bits per channel as 8, silently
             image.load()
-            pixels = np.asarray(image.convert("RGB")) if mode in RGB_MODES else None
+            # upright as the file's EXIF orientation says, as diffusers' load_image reads it
+            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB")) if mode in RGB_MODES else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image {path} cannot be read as an image ({type(exc).__name__}: {exc}); "
                          f"give a PNG, JPEG or WebP file") from None
