@@ -80,7 +80,8 @@ class AdaNormZero(nn.Cell):
         parts = modulation(self.linear, temb, self.parts)
         if replace_temb is not None:
             firsts = modulation(self.linear, replace_temb, self.parts)
-            parts = tuple(first_tokens(first, part, replaced, x.shape[1]) for first, part in zip(firsts, parts, strict=True))
+            parts = tuple(first_tokens(first, part, replaced, x.shape[1])
+                          for first, part in zip(firsts, parts, strict=True))
         shift, scale, *rest = parts
         return (modulate(self.norm(x), shift, scale), *rest)
 
