@@ -274,3 +274,14 @@ def test_the_embedded_image_to_video_defaults_follow_their_image(preset):
     assert first.frames.shape == (1, 9, 64, 64, 3)
     assert np.array_equal(first.frames, pipe("a cat", image=sample_image(0), seed=3, progress=False).frames)
     assert not np.array_equal(first.frames, pipe("a cat", image=sample_image(1), seed=3, progress=False).frames)
+
+
+def test_low_memory_encodes_the_image_in_a_stage_of_its_own_and_gives_the_same_frames():
+    settings = dict(image=sample_image(0), seed=2, num_frames=5, num_inference_steps=2, progress=False)
+    low = zoo.from_pretrained("hunyuanvideo-i2v-tiny", memory="low")
+    result = low("a cat", **settings)
+    assert [s.name for s in result.stages if not s.name.startswith("load")] == [
+        "encode", "encode image", "denoise", "decode"]
+    assert low.components.built.keys() <= {"scheduler"}  # each released after its stage
+    fast = zoo.from_pretrained("hunyuanvideo-i2v-tiny", memory="fast")
+    assert np.array_equal(result.frames, fast("a cat", **settings).frames)
