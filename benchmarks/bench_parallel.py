@@ -10,6 +10,13 @@ video tokens, 256 text tokens). The 2-worker run also times AllReduce, AllGather
 from 4 bytes to 32 MiB. Results go to ``--json``; the table is printed.
 
     GLOG_v=3 flock /tmp/heavy.lock python benchmarks/bench_parallel.py [--configs bench-medium real] [--steps 3]
+
+Last, a model (a prediction, not a measurement) of the published 13B transformer's step on P
+machines like this one: the split blocks' FLOPs shared by P, the rest repeated on each, at the
+FLOP rate measured at the real width on 1 process; plus, per step, the collectives' count times
+their latency and the ring AllReduce's ``2 (P-1)/P`` of the payload at the bytes per second that
+the collectives reached here (a fit of the timings above), or at ``--link-gbit`` (a network that
+the collectives would fill).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_backbone import forward_flops  # this folder is on the path when a benchmark runs
 
 CONFIGS = {
     # bench_backbone's bench-medium: 12 heads x 128, 2 dual + 2 single blocks
@@ -36,6 +44,9 @@ CONFIGS = {
 LATENTS = (1, 16, 5, 32, 32)
 TEXT_TOKENS = 256
 SIZES = [4, 64 << 10, 1 << 20, 8 << 20, 32 << 20]
+PUBLISHED = dict(num_layers=20, num_single_layers=40)  # with the defaults: 24 x 128 heads, MLP 4x
+# Latents of the resolutions predicted: 61 frames at 320x512, 129 frames at 720x1280.
+PREDICTED = {"61x320x512": (1, 16, 16, 40, 64), "129x720x1280": (1, 16, 33, 90, 160)}
 
 
 def rss_peak() -> int:
@@ -156,6 +167,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", default="bench_parallel.json")
+    parser.add_argument("--link-gbit", type=float, default=10.0, help="the network of the model's second estimate")
     parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -194,7 +206,53 @@ def main() -> None:
         for size in SIZES:
             cells = "  ".join(f"{collectives[name][str(size)] * 1e3:>10.2f}" for name in collectives)
             print(f"{size:>10}  {cells}")
+        if "real" in results:
+            results["model"] = predict(results["real"], collectives, args.link_gbit)
     Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def fit(collectives: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """AllReduce seconds per call as ``latency + bytes / rate``: least squares over the payloads timed."""
+    sizes = np.array([int(size) for size in collectives["AllReduce"]], float)
+    times = np.array(list(collectives["AllReduce"].values()))
+    slope, latency = np.polyfit(sizes, times, 1)
+    return max(float(latency), 0.0), 1.0 / float(slope)
+
+
+def predict(real: dict, collectives: dict[str, dict[str, float]], link_gbit: float) -> dict:
+    """The model described in the module's docstring, printed and returned."""
+    from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
+
+    measured = HunyuanVideoTransformerConfig(**CONFIGS["real"])
+    rate = forward_flops(measured, LATENTS, TEXT_TOKENS) / float(np.median(real["1"][0]["step_s"]))
+    latency, measured_rate = fit(collectives)
+    published = HunyuanVideoTransformerConfig(**PUBLISHED)
+    no_blocks = HunyuanVideoTransformerConfig(num_layers=0, num_single_layers=0)
+    dim = published.inner_dim
+    print(f"\nmodel (a prediction): the published transformer (20 dual + 40 single blocks) on P machines like "
+          f"this one; {rate / 1e9:.0f} GFLOP/s per machine (measured, real width, 1 process), AllReduce "
+          f"{latency * 1e3:.1f} ms + bytes at {measured_rate / 2**20:.0f} MiB/s (fit here) or at {link_gbit:g} Gbit/s")
+    print("latents              P  compute s  collectives  exchanged GiB  comm s (fit)  comm s (link)  "
+          "step s (fit)  speed-up (fit)  speed-up (link)")
+    out = {}
+    for name, latents in PREDICTED.items():
+        tokens = int(np.prod(latents[2:])) // 4 + TEXT_TOKENS
+        total = forward_flops(published, latents, TEXT_TOKENS)
+        repeated = forward_flops(no_blocks, latents, TEXT_TOKENS)
+        payload = (2 * published.num_layers + published.num_single_layers) * tokens * dim * 4
+        calls = 6 * published.num_layers + 2 * published.num_single_layers + 2
+        one = total / rate
+        for processes in (1, 2, 8):
+            compute = (total - repeated) / (processes * rate) + repeated / rate
+            moved = 2 * (processes - 1) / processes * payload
+            comm_fit = 0.0 if processes == 1 else calls * latency + moved / measured_rate
+            comm_link = 0.0 if processes == 1 else calls * latency + moved / (link_gbit * 1e9 / 8)
+            print(f"{name:<18}  {processes:>2}  {compute:>9.0f}  {calls if processes > 1 else 0:>11}  "
+                  f"{moved / 2**30:>13.1f}  {comm_fit:>12.0f}  {comm_link:>13.0f}  {compute + comm_fit:>12.0f}  "
+                  f"{one / (compute + comm_fit):>14.2f}  {one / (compute + comm_link):>15.2f}")
+            out[f"{name}/{processes}"] = dict(compute_s=compute, exchanged_bytes=moved, comm_fit_s=comm_fit,
+                                              comm_link_s=comm_link)
+    return out
 
 
 if __name__ == "__main__":
