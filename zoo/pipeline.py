@@ -216,6 +216,7 @@ class TextToVideoPipeline:
                     else None)
         scheduler = self.scheduler
         schedule = scheduler.schedule(num_inference_steps)
+        extra = {} if condition is None else {"image": condition.latents}
 
         def denoise(backbone: Any) -> np.ndarray:
             sample = latents
@@ -230,8 +231,6 @@ class TextToVideoPipeline:
                 else:
                     sample = condition.step(scheduler, velocity, schedule, index, sample)
             return sample
-
-        extra = {} if condition is None else {"image": condition.latents}
 
         latents = self.components.run("backbone", "denoise", denoise)
         scaled = latents / np.float32(self.config("autoencoder").scaling_factor)
