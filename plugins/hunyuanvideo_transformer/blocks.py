@@ -3,7 +3,7 @@
 Modulation vectors are ``[B, 1, D]``, one per item; a norm's ``(shift, scale)``
 applies as ``norm(x) * (1 + scale) + shift``. Under token replacement (an image-to-video
 variant) the first frame's video tokens are modulated by a second conditioning vector, so
-the video stream's vectors become ``[B, N, D]``, one per token.
+the video stream's vectors come in pairs (see ``Modulation``).
 """
 
 from __future__ import annotations
@@ -20,25 +20,30 @@ def expand(v: Tensor, shape: tuple[int, ...]) -> Tensor:
     return ops.tile(v, tuple(size // own for size, own in zip(shape, v.shape, strict=True)))
 
 
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+# A modulation vector ``[B, 1, D]``, or under token replacement a pair for the first ``count`` tokens
+# and for the others, ``(first, rest, count)``: applied to each part, never tiled to every token at once.
+Modulation = Tensor | tuple[Tensor, Tensor, int]
+
+
+def modulate(x: Tensor, shift: Modulation, scale: Modulation) -> Tensor:
+    if isinstance(shift, tuple):
+        (first_shift, shift, count), (first_scale, scale, _) = shift, scale
+        return mint.cat([modulate(x[:, :count], first_shift, first_scale), modulate(x[:, count:], shift, scale)], 1)
     return x * expand(1 + scale, x.shape) + expand(shift, x.shape)
 
 
-def gated(x: Tensor, update: Tensor, gate: Tensor) -> Tensor:
+def gated(x: Tensor, update: Tensor, gate: Modulation) -> Tensor:
     """The residual ``x + update * gate``."""
+    if isinstance(gate, tuple):
+        first, gate, count = gate
+        return mint.cat([gated(x[:, :count], update[:, :count], first), gated(x[:, count:], update[:, count:], gate)],
+                        1)
     return x + update * expand(gate, update.shape)
 
 
 def modulation(linear: nn.Cell, temb: Tensor, parts: int) -> tuple[Tensor, ...]:
     """``linear(silu(temb))`` split into ``parts`` vectors of ``[B, 1, D]``."""
     return mint.chunk(linear(ops.silu(temb)).unsqueeze(1), parts, -1)
-
-
-def first_tokens(first: Tensor, rest: Tensor, count: int, length: int) -> Tensor:
-    """Per-token modulation ``[B, length, D]``: ``first`` for the first ``count`` tokens (the
-    image's frame under token replacement), ``rest`` for the others."""
-    batch, _, dim = rest.shape
-    return mint.cat([expand(first, (batch, count, dim)), expand(rest, (batch, length - count, dim))], 1)
 
 
 class _Projection(nn.Cell):
@@ -75,13 +80,12 @@ class AdaNormZero(nn.Cell):
         self.norm = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
 
     def construct(self, x: Tensor, temb: Tensor, replace_temb: Tensor | None = None,
-                  replaced: int = 0) -> tuple[Tensor, ...]:
+                  replaced: int = 0) -> tuple[Modulation, ...]:
         """With ``replace_temb``, the first ``replaced`` tokens take their modulation from it."""
         parts = modulation(self.linear, temb, self.parts)
         if replace_temb is not None:
             firsts = modulation(self.linear, replace_temb, self.parts)
-            parts = tuple(first_tokens(first, part, replaced, x.shape[1])
-                          for first, part in zip(firsts, parts, strict=True))
+            parts = tuple((first, part, replaced) for first, part in zip(firsts, parts, strict=True))
         shift, scale, *rest = parts
         return (modulate(self.norm(x), shift, scale), *rest)
 
