@@ -1,9 +1,9 @@
 """Conditioning images: read from a file and checked, resized and normalised as diffusers does.
 
-A file must hold an 8-bit RGB image: one with alpha, a grey one, a palette one or one of
-more than 8 bits per channel is refused with the conversion that makes it usable, since
-silently dropping alpha or stretching 16 bits would condition the video on something the
-user did not see. At the boundary an image is ``[H, W, 3]`` uint8 (``contracts.check_images``).
+A file must hold an 8-bit RGB image (a palette without transparency is read as RGB): one
+with alpha, a grey one or one of more than 8 bits per channel is refused with the conversion
+that makes it usable, since silently dropping alpha or 16 bits to 8 would condition the video
+on something the user did not see. At the boundary an image is ``[H, W, 3]`` uint8 (``contracts.check_images``).
 """
 
 from __future__ import annotations
