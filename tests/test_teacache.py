@@ -187,9 +187,10 @@ def test_bad_options_name_the_problem(options, named):
     assert "Traceback" not in str(error.value)
 
 
+@pytest.mark.parametrize("variant", [{}, {"image_condition_type": "token_replace"}], ids=["t2v", "i2v"])
 @pytest.mark.parametrize("prop", PROPERTIES["backbone"], ids=lambda p: p.id)
-def test_contract_property(prop):
-    prop.check(lambda: zoo.load_component("backbone", NAME, **fixtures.TINY))
+def test_contract_property(prop, variant):
+    prop.check(lambda: zoo.load_component("backbone", NAME, **fixtures.TINY, **variant))
 
 
 def test_loads_a_diffusers_folder_and_swaps_in_by_name(tmp_path):

@@ -47,17 +47,18 @@ class FirstBlockCachedNetwork(CachedNetwork):
         return Trajectory()
 
     def cached_blocks(self, video: ms.Tensor, text: ms.Tensor, temb: ms.Tensor, cos: ms.Tensor, sin: ms.Tensor,
-                      joint_mask: ms.Tensor | None) -> ms.Tensor:
+                      joint_mask: ms.Tensor | None, replace_temb: ms.Tensor | None, replaced: int) -> ms.Tensor:
         dual, single = list(self.transformer_blocks), list(self.single_transformer_blocks)
         if not dual and not single:
             return video
         head, tail = ((dual[:1], []), (dual[1:], single)) if dual else (([], single[:1]), ([], single[1:]))
         head_input = video
-        video, text = HunyuanVideoTransformer3D.run_blocks(*head, video, text, temb, cos, sin, joint_mask)
+        conditioning = (temb, cos, sin, joint_mask, replace_temb, replaced)
+        video, text = HunyuanVideoTransformer3D.run_blocks(*head, video, text, *conditioning)
         if self._reuse(video - head_input):
             return video + self.trajectory.tail_residual
         head_output = video
-        video, text = HunyuanVideoTransformer3D.run_blocks(*tail, video, text, temb, cos, sin, joint_mask)
+        video, text = HunyuanVideoTransformer3D.run_blocks(*tail, video, text, *conditioning)
         self.trajectory.tail_residual = video - head_output
         return video
 
@@ -76,7 +77,7 @@ class FirstBlockCachedNetwork(CachedNetwork):
 
 
 class FirstBlockCacheTransformer(CachedTransformer):
-    """``backbone(latents, timestep, text, guidance=None) -> velocity``, with first-block caching.
+    """``backbone(latents, timestep, text, guidance=None, image=None) -> velocity``, with first-block caching.
 
     ``stats`` counts the calls and the calls that skipped the remaining blocks.
     """

@@ -4,7 +4,8 @@ ali-vilab's TeaCache).
 
 What it follows. Each call embeds the video tokens and the conditioning ``temb`` (timestep, pooled text,
 guidance) and takes the modulated input of the first dual-stream block: its ``norm1`` applied to the video
-tokens, ``LayerNorm(x) * (1 + scale) + shift`` with that block's shift and scale from ``temb``. Against
+tokens, ``LayerNorm(x) * (1 + scale) + shift`` with that block's shift and scale from ``temb`` (under token
+replacement the first frame's tokens take theirs from the timestep-0 conditioning, as in the block). Against
 ``m'``, the modulated input of the previous call (kept at every call, skipped or not), it measures
 ``change = mean|m - m'| / mean|m'|`` over the whole batch, rescales it by the published polynomial
 (``COEFFICIENTS``, highest power first) and adds it to an accumulator. A call counter picks the calls
@@ -68,12 +69,13 @@ class TeaCachedNetwork(CachedNetwork):
         return Trajectory()
 
     def cached_blocks(self, video: ms.Tensor, text: ms.Tensor, temb: ms.Tensor, cos: ms.Tensor, sin: ms.Tensor,
-                      joint_mask: ms.Tensor | None) -> ms.Tensor:
+                      joint_mask: ms.Tensor | None, replace_temb: ms.Tensor | None, replaced: int) -> ms.Tensor:
         dual, single = list(self.transformer_blocks), list(self.single_transformer_blocks)
-        if self._reuse(dual[0].norm1(video, temb)[0]):
+        if self._reuse(dual[0].norm1(video, temb, replace_temb, replaced)[0]):
             return video + self.trajectory.residual
         block_input = video
-        video, text = HunyuanVideoTransformer3D.run_blocks(dual, single, video, text, temb, cos, sin, joint_mask)
+        video, text = HunyuanVideoTransformer3D.run_blocks(
+            dual, single, video, text, temb, cos, sin, joint_mask, replace_temb, replaced)
         self.trajectory.residual = video - block_input
         return video
 
@@ -98,7 +100,7 @@ class TeaCachedNetwork(CachedNetwork):
 
 
 class TeaCacheTransformer(CachedTransformer):
-    """``backbone(latents, timestep, text, guidance=None) -> velocity``, with TeaCache.
+    """``backbone(latents, timestep, text, guidance=None, image=None) -> velocity``, with TeaCache.
 
     ``stats`` counts the calls and the calls that skipped every block; ``last_change`` is the last call's
     relative L1 change of the modulated input before rescaling.

@@ -4,7 +4,8 @@ that keeps a cache per denoising trajectory, the choice of that trajectory at ea
 Trajectories. A cached residual is only worth reusing between neighbouring steps of one denoising
 trajectory. diffusers keeps one state per named cache context (``"cond"``, ``"uncond"``) and its pipeline
 resets them after each generation; the backbone contract has neither, so the state is keyed by what stays
-fixed along a trajectory: the text embeddings (by content), the latents' shape and the guidance. A call
+fixed along a trajectory: the text embeddings (by content), the latents' shape, the guidance and the
+conditioning image's latents, if any. A call
 starts its trajectory afresh when its timestep is higher than the previous call's (a new schedule) or when
 it repeats the previous call (same timestep and latents, which no sampler does, so equal inputs give
 equal outputs). A repeated timestep with new latents continues it: Heun's corrector and the next
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 from mindspore import Tensor, nn
 
-from contracts import ContractError, TextEmbeddings, check_batch_vector, check_latents
+from contracts import ContractError, TextEmbeddings, check_batch_vector
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.model import HunyuanVideoTransformer3D
@@ -69,16 +70,18 @@ class CachedNetwork(nn.Cell):
 
     def construct(self, patches: Tensor, timestep_sin: Tensor, guidance_sin: Tensor | None, text: Tensor,
                   real: Tensor, pooled: Tensor, cos: Tensor, sin: Tensor, text_mask: Tensor | None,
-                  joint_mask: Tensor | None) -> Tensor:
+                  joint_mask: Tensor | None, zero_sin: Tensor | None = None, replaced: int = 0) -> Tensor:
         """The network's own embedding and output steps, on the shared cells, around ``cached_blocks``."""
         video, text, temb, cos, sin = HunyuanVideoTransformer3D.embed(
             self, patches, timestep_sin, guidance_sin, text, real, pooled, cos, sin, text_mask)
-        video = self.cached_blocks(video, text, temb, cos, sin, joint_mask)
+        replace_temb = None if zero_sin is None else self.time_text_embed.token_replace(zero_sin, pooled)
+        video = self.cached_blocks(video, text, temb, cos, sin, joint_mask, replace_temb, replaced)
         return self.proj_out(self.norm_out(video, temb))
 
     def cached_blocks(self, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
-                      joint_mask: Tensor | None) -> Tensor:
-        """The video stream after the blocks, computed or taken from ``self.trajectory``'s cache."""
+                      joint_mask: Tensor | None, replace_temb: Tensor | None, replaced: int) -> Tensor:
+        """The video stream after the blocks (arguments as ``HunyuanVideoTransformer3D.run_blocks``'),
+        computed or taken from ``self.trajectory``'s cache."""
         raise NotImplementedError
 
 
@@ -105,7 +108,7 @@ def _digest(*arrays: np.ndarray | None) -> bytes:
 
 
 class CachedTransformer(HunyuanVideoTransformer):
-    """``backbone(latents, timestep, text, guidance=None) -> velocity`` through a ``CachedNetwork`` built by
+    """``backbone(latents, timestep, text, guidance=None, image=None) -> velocity`` through a ``CachedNetwork`` built by
     ``cached(network, config)``, whose trajectory is chosen before each call.
 
     ``stats`` counts the calls and the calls that skipped blocks.
@@ -119,22 +122,23 @@ class CachedTransformer(HunyuanVideoTransformer):
         self._trajectories: OrderedDict[bytes, _Entry] = OrderedDict()
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,
-                 guidance: np.ndarray | None = None) -> np.ndarray:
-        latents = check_latents(latents, self.config.in_channels)
+                 guidance: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
+        latents = self._check_latents(latents)
         if not isinstance(text, TextEmbeddings):
             raise ContractError(f"text: expected TextEmbeddings, got {type(text).__name__}")
         batch = latents.shape[0]
         steps = check_batch_vector(timestep, batch, "timestep")
         scale = check_batch_vector(guidance, batch, "guidance") if (
             self.config.guidance_embeds and guidance is not None) else None
-        key = _digest(np.array(latents.shape), text.hidden_states, text.attention_mask, text.pooled, scale)
+        key = _digest(np.array(latents.shape), text.hidden_states, text.attention_mask, text.pooled, scale,
+                      None if image is None else np.asarray(image))
         latents_digest = _digest(latents)
         entry = self._trajectories.get(key)
         if entry is None or bool(np.any(steps > entry.timestep)) or (
                 np.array_equal(steps, entry.timestep) and latents_digest == entry.latents_digest):
             entry = _Entry(self.network.new_trajectory(), steps, latents_digest)
         self.network.trajectory = entry.state
-        velocity = super().__call__(latents, timestep, text, guidance)
+        velocity = super().__call__(latents, timestep, text, guidance, image)
         entry.timestep, entry.latents_digest = steps, latents_digest
         self._trajectories[key] = entry
         self._trajectories.move_to_end(key)
