@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from bench_backbone import forward_flops  # this folder is on the path when a benchmark runs
 
+from plugins.hunyuanvideo_parallel.comm import THREADS_VARIABLE
+
 CONFIGS = {
     # bench_backbone's bench-medium: 12 heads x 128, 2 dual + 2 single blocks
     "bench-medium": dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2),
@@ -145,7 +147,8 @@ def run(name: str, workers: int, folder: Path, out: Path, steps: int) -> list[di
     threads = max(1, cores // workers)
     script = [sys.executable, __file__, "--as-worker", "--folder", str(folder), "--out", str(out),
               "--steps", str(steps), "--threads", str(threads), "--launched", str(time.time())]
-    env = {**os.environ, "GLOG_v": "3", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "GLOG_v": "3", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           THREADS_VARIABLE: str(threads)}  # as zoo generate --devices sets it: each worker on its own cores
     if workers == 1:
         subprocess.run(script, check=True, env=env)
     else:
