@@ -14,12 +14,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import LlamaModel
 
+import zoo
 from plugins.common import onednn, runtime
 from plugins.common.layers import Linear
 from plugins.common.precision import narrow
 from tests.test_precision import call, inputs, load, reference_output
 from tests.test_transformer_parity import reference_model, tiny
+from tests.text_fixtures import TEMPLATE, llama_config, llama_tokenizer, randomized, reference_pipeline
 
 needs_bf16 = pytest.mark.skipif(onednn.bf16_unavailable() is not None,
                                 reason=f"bf16 matmuls cannot run here: {onednn.bf16_unavailable()}")
@@ -141,3 +144,21 @@ def test_a_linear_layer_applies_its_activation_after_the_bias():
         torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(layer.weight.asnumpy()),
                                    torch.from_numpy(layer.bias.asnumpy())), approximate="tanh")
     np.testing.assert_allclose(layer(ms.Tensor(x)).asnumpy(), expected.numpy(), atol=1e-6)
+
+
+@needs_bf16
+def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path):
+    batch = ["a cat walks on the grass", "dog"]
+    model = randomized(LlamaModel(llama_config()), seed=7).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "text_encoder")
+    llama_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    reference = LlamaModel.from_pretrained(tmp_path / "text_encoder", dtype=torch.float32)
+    with torch.no_grad():
+        hidden, mask = (t.numpy() for t in reference_pipeline(reference, None, llama_tokenizer(), None)
+                        ._get_llama_prompt_embeds(batch, TEMPLATE, device="cpu", max_sequence_length=8))
+    encoder = zoo.load_component("encoder", "hunyuanvideo-llama", weights=tmp_path, prompt_template=TEMPLATE,
+                                 max_sequence_length=8)  # auto: bf16 weights, bf16 matmuls
+    assert {cell.bf16_matmul for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {True}
+    mask = mask.astype(bool)
+    actual = encoder.encode(batch).hidden_states[mask]
+    assert np.abs(actual - hidden[mask]).max() <= 2e-2 * max(1.0, float(np.abs(hidden[mask]).max()))

@@ -181,7 +181,7 @@ def test_narrow_weight_storage_computes_in_float32(weight_dtype, tmp_path):
         hidden, mask = (t.numpy() for t in pipe._get_llama_prompt_embeds(
             batch, TEMPLATE, device="cpu", max_sequence_length=8))
     encoder = zoo.load_component("encoder", "hunyuanvideo-llama", weights=tmp_path, weight_dtype=weight_dtype,
-                                 prompt_template=TEMPLATE, max_sequence_length=8)
+                                 compute_dtype="float32", prompt_template=TEMPLATE, max_sequence_length=8)
     text = encoder.encode(batch)
     mask = mask.astype(bool)
     assert np.array_equal(text.attention_mask, mask)

@@ -17,16 +17,19 @@ class PrecisionConfig(ComponentConfig):
 
     ``weight_dtype`` is how parameters are held in memory: ``auto`` keeps the checkpoint's
     own dtype (bf16 stays bf16, half the memory of float32); a named dtype converts at
-    load. ``compute_dtype`` is what each layer computes in: ``auto`` is float32 on CPU
-    (MindSpore's CPU backend has no bf16 matmul) and bfloat16 on a device that has one;
-    weights are widened to it layer by layer, just before use. ``stream_weights`` maps
+    load. ``compute_dtype`` is what each layer computes in: on CPU, bfloat16 means bf16
+    matmuls with float32 sums through oneDNN where the CPU has bf16 instructions (float32
+    elsewhere, with a notice), and ``auto`` picks it for weights held in bf16, float32
+    otherwise; on a device with bf16 matmuls ``auto`` is bfloat16. Weights that the
+    matmuls cannot read as stored are widened layer by layer, just before use. ``stream_weights`` maps
     the checkpoint instead of reading it and widens each layer straight from the file
     (the page cache keeps what fits): ``auto`` streams when the checkpoint is larger than
     the memory the machine has free.
     """
 
     weight_dtype: Dtype = Field("auto", description="held in memory as: auto = the checkpoint's dtype")
-    compute_dtype: Dtype = Field("auto", description="computed in: auto = float32 on CPU, bfloat16 elsewhere")
+    compute_dtype: Dtype = Field("auto", description="computed in: auto = bfloat16 for bf16 weights where the CPU "
+                                                     "has bf16 matmuls, else float32 on CPU; bfloat16 elsewhere")
     stream_weights: Literal["auto", "on", "off"] = Field(
         "auto", description="run from the memory-mapped checkpoint: auto = when it exceeds free memory")
 

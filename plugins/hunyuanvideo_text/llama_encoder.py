@@ -12,7 +12,8 @@ from mindspore.nn.utils import no_init_parameters
 from transformers import LlamaConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
-from plugins.common.runtime import compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.layers import use_bf16_matmuls
+from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from plugins.hunyuanvideo_text.layers import randomize
@@ -54,6 +55,8 @@ class LlamaTextEncoder:
                 self.model = LlamaModel(model_config, compute)
             load_weights(self.model, model_folder, "LLaMA text encoder", config.weight_dtype,
                          config.stream_weights)
+        if bf16_matmuls(config.compute_dtype, self.model, "hunyuanvideo-llama"):
+            use_bf16_matmuls(self.model)
 
     def encode(self, prompts: Sequence[str] | str, prompt_template: dict[str, Any] | str | None = None,
                max_sequence_length: int | None = None) -> TextEmbeddings:
