@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from bench_backbone import forward_flops  # this folder is on the path when a benchmark runs
 
-from plugins.hunyuanvideo_parallel.comm import THREADS_VARIABLE
+from plugins.hunyuanvideo_parallel.config import THREADS_VARIABLE
 
 CONFIGS = {
     # bench_backbone's bench-medium: 12 heads x 128, 2 dual + 2 single blocks

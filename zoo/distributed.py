@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from contracts import TextEmbeddings
+from plugins.hunyuanvideo_parallel.config import THREADS_VARIABLE
 from zoo.residency import Components
-
-THREADS_VARIABLE = "HUNYUAN_ZOO_THREADS"  # each worker's intra-op threads: its share of this machine's cores
 
 PARALLEL_BACKBONE = "hunyuanvideo-transformer-parallel"
 # Seconds the workers may take to find each other before msrun gives up.

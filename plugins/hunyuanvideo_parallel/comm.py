@@ -24,13 +24,12 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, ops
 
+from plugins.hunyuanvideo_parallel.config import THREADS_VARIABLE
+
 CHUNK_BYTES = 8 << 20
 MAX_DIMS = 6
 HEADER = 64  # float32 values: a count, then per array its rank (-1: None) and MAX_DIMS sizes
 COLLECTIVE_TIMEOUT_S = 3600
-# Intra-op threads of each worker, set by a launcher that puts several workers on one machine's cores;
-# worker k then runs on cores [k * threads, (k + 1) * threads).
-THREADS_VARIABLE = "HUNYUAN_ZOO_THREADS"
 
 
 class ParallelError(ValueError):

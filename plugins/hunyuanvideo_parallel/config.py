@@ -3,6 +3,10 @@ transformer's own, under diffusers' names, so a checkpoint's ``config.json`` loa
 
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 
+# Intra-op threads of each worker, set by a launcher that puts several workers on one machine's cores;
+# worker k then runs on cores [k * threads, (k + 1) * threads).
+THREADS_VARIABLE = "HUNYUAN_ZOO_THREADS"
+
 
 class ParallelTransformerConfig(HunyuanVideoTransformerConfig):
     """Split across the processes ``msrun`` started: ``num_attention_heads`` and the MLP's hidden

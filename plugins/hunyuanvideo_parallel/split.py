@@ -1,6 +1,6 @@
 """The transformer network split across a group: its blocks' linear layers replaced by each rank's
 slices (see ``layers``), everything else (embedders, token refiner, final norm and projection, about
-2% of the 13B weights) held whole on every rank.
+3% of the 13B weights) held whole on every rank.
 
 Per block, a rank holds ``heads / size`` attention heads (query, key and value columns; the output
 projection's matching input columns), ``1 / size`` of the MLP's hidden features, and ``1 / size`` of
