@@ -45,7 +45,7 @@ def as_image_template(value: Any) -> ImagePromptTemplate:
 
 
 def image_batch(images: object, count: int) -> np.ndarray:
-    """The images for ``count`` prompts: one per prompt, or one for all."""
+    """The images for ``count`` prompts, checked: one per prompt, or one for all."""
     if images is None:
         raise ValueError(f"{NAME}: this encoder needs an image: encode(prompts, images=...) with 8-bit RGB "
                          f"images [B, H, W, 3] (uint8), one per prompt or one for all")
@@ -53,7 +53,7 @@ def image_batch(images: object, count: int) -> np.ndarray:
     if len(images) not in (1, count):
         raise ValueError(f"{NAME}: got {len(images)} images for {count} prompts; give one image per prompt "
                          f"or one for all")
-    return np.broadcast_to(images, (count, *images.shape[1:])) if len(images) == 1 else images
+    return images
 
 
 class LlavaTextEncoder:
@@ -95,8 +95,10 @@ class LlavaTextEncoder:
         return len(self.tokenizer(template.template)["input_ids"]) - TEMPLATE_TAIL
 
     def pixel_values(self, images: np.ndarray) -> np.ndarray:
-        """The images resized, cropped and normalised by the checkpoint's ``CLIPImageProcessor``."""
-        return np.asarray(self.image_processor(list(images), return_tensors="np")["pixel_values"], np.float32)
+        """The images resized, cropped and normalised by the checkpoint's ``CLIPImageProcessor``
+        (told the channels are last: it guesses otherwise, and a 3-pixel-high image would fool it)."""
+        processed = self.image_processor(list(images), return_tensors="np", input_data_format="channels_last")
+        return np.asarray(processed["pixel_values"], np.float32)
 
     def encode(self, prompts: Sequence[str] | str, images: np.ndarray | None = None,
                prompt_template: dict[str, Any] | str | None = None, max_sequence_length: int | None = None,
@@ -111,12 +113,15 @@ class LlavaTextEncoder:
         if not isinstance(length, int) or length < 5:
             raise ValueError(f"max_sequence_length: expected an int of at least 5, got {length!r}")
         interleave = config.image_embed_interleave if image_embed_interleave is None else image_embed_interleave
+        if not isinstance(interleave, int) or interleave < 0:
+            raise ValueError(f"image_embed_interleave: expected an int of at least 0, got {interleave!r}")
         crop = self.crop_start(template)
         ids, mask = tokenize(self.tokenizer, [template.template.format(p) for p in prompts], length + crop,
                              self.model_config.text_config.vocab_size, NAME)
         expanded, model_mask, positions = expand_image_tokens(
             ids, template, self.model_config.image_token_index, getattr(self.model_config, "pad_token_id", None))
-        features = self.model.image_features(self.pixel_values(images))
+        features = self.model.image_features(self.pixel_values(images)).asnumpy()  # one image for all: once
+        features = np.broadcast_to(features, (len(prompts), *features.shape[1:]))
         if features.shape[1] != template.image_emb_len:
             raise ValueError(f"{NAME}: the vision tower gives {features.shape[1]} features per image, the template's "
                              f"image_emb_len is {template.image_emb_len}; set image_emb_len={features.shape[1]}")

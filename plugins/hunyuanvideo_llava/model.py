@@ -141,13 +141,12 @@ class LlavaModel(nn.Cell):
         selected = states[0] if len(states) == 1 else mint.cat(states, dim=-1)
         return self.model.multi_modal_projector(selected)
 
-    def hidden_state(self, input_ids: np.ndarray, image_features: Tensor, attention: np.ndarray,
+    def hidden_state(self, input_ids: np.ndarray, image_features: np.ndarray, attention: np.ndarray,
                      positions: np.ndarray, index: int) -> Tensor:
         """The language model's ``hidden_states[index]`` of ``input_ids [B, L]`` whose image
-        tokens are replaced by ``image_features``, in order; ``attention [B, 1, L, L]`` boolean,
-        ``positions [B, L]``."""
+        tokens are replaced by ``image_features [B, N, D]``, in order; ``attention [B, 1, L, L]``
+        boolean, ``positions [B, L]``."""
         embeddings = self.model.language_model.embed_tokens(Tensor(input_ids.astype(np.int32))).asnumpy()
-        features = image_features.asnumpy()
         image = input_ids == self.config.image_token_index
-        embeddings[image] = features.reshape(-1, features.shape[-1]).astype(embeddings.dtype)
+        embeddings[image] = image_features.reshape(-1, image_features.shape[-1]).astype(embeddings.dtype)
         return self.model.language_model.from_embeddings(Tensor(embeddings), Tensor(attention), index, positions)
