@@ -15,7 +15,9 @@ accumulator and measure nothing. Any other call skips every block while the accu
 residual is that of all blocks on the video stream: the video tokens after the last (dual or single)
 block minus the embedded video tokens before the first, stored by each computed call; a skipped call adds
 it to its embedded video tokens and runs only the final norm and projection. The text stream is not
-cached, as in the published code: after the last block only the video stream reaches the output.
+cached, as in the published code: after the last block only the video stream reaches the output. As
+there, the text is embedded (token refiner included) before the decision, so a skipped call still pays
+for it.
 
 Where the backbone contract forced a choice:
 
