@@ -93,6 +93,21 @@ def time_collectives(group) -> dict[str, dict[str, float]]:
     return out
 
 
+def missing_collectives() -> list[str]:
+    """The collectives a token split would want that fail here ("Kernel select failed" on CPU)."""
+    from mindspore import Tensor, ops
+
+    x = Tensor(np.ones((4, 4), np.float32))
+    missing = []
+    runs = {"AlltoAll": lambda: ops.AlltoAll(2, 0, 0)(x), "ReduceScatter": lambda: ops.ReduceScatter()(x)}
+    for name, run in runs.items():
+        try:
+            run().asnumpy()
+        except RuntimeError:
+            missing.append(name)
+    return missing
+
+
 def worker(args: argparse.Namespace) -> None:
     import mindspore as ms
 
@@ -132,6 +147,7 @@ def worker(args: argparse.Namespace) -> None:
                   velocity_checksum=float(np.abs(velocity).sum()))
     if group.size > 1:
         result["collectives"] = time_collectives(group)
+        result["no_cpu_kernel"] = missing_collectives()
     np.save(Path(args.out) / f"velocity_{group.size}_{group.rank}.npy", velocity)
     (Path(args.out) / f"rank_{group.size}_{group.rank}.json").write_text(json.dumps(result))
 
@@ -209,6 +225,7 @@ def main() -> None:
         for size in SIZES:
             cells = "  ".join(f"{collectives[name][str(size)] * 1e3:>10.2f}" for name in collectives)
             print(f"{size:>10}  {cells}")
+        print("no CPU kernel: " + (", ".join(next(iter(results.values()))["2"][0]["no_cpu_kernel"]) or "none"))
         if "real" in results:
             results["model"] = predict(results["real"], collectives, args.link_gbit)
     Path(args.json).write_text(json.dumps(results, indent=1))
