@@ -13,7 +13,7 @@ the config), the GFLOP/s each implementation achieves, and the dense fp32 matmul
 of MindSpore and of PyTorch on this machine, measured in the same run, as the ceiling::
 
     GLOG_v=3 python benchmarks/bench_backbone.py [--repeats 5] [--real-tokens 256] [--threads 2]
-        [--width medium|real] [--latents T h w] [--text-tokens 256]
+        [--width medium|real] [--latents T h w] [--text-tokens 256] [--ablation]
 
 Other engineers' jobs share the cores, so every figure is a median over repeats that
 take turns (one call of each implementation and of each peak matmul per round), and
@@ -39,6 +39,7 @@ from mindspore import ops
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.common.layers import Linear
 from plugins.common.onednn import bf16_unavailable
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
@@ -134,6 +135,8 @@ def main() -> None:
     parser.add_argument("--latents", type=int, nargs=3, metavar=("T", "h", "w"), default=LATENTS[2:],
                         help="latent frames, height and width (16 channels)")
     parser.add_argument("--text-tokens", type=int, default=TEXT_TOKENS)
+    parser.add_argument("--ablation", action="store_true",
+                        help="also ours with bf16 linear layers and float32 attention")
     parser.add_argument("--real-tokens", type=int, default=None,
                         help="real (unpadded) text tokens out of --text-tokens (default: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -164,6 +167,12 @@ def main() -> None:
         if bf16_missing is None:
             ours["ours bf16"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                    weight_dtype="bfloat16", compute_dtype="bfloat16")
+        if bf16_missing is None and args.ablation:  # bf16 linear layers, attention left in float32
+            ours["ours bf16 linear"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
+                                                          weight_dtype="bfloat16", compute_dtype="bfloat16")
+            for _, cell in ours["ours bf16 linear"].network.cells_and_names():
+                if hasattr(cell, "bf16_matmul") and not isinstance(cell, Linear):
+                    cell.bf16_matmul = False
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)
 
     inputs = dict(hidden_states=torch.from_numpy(latents), timestep=torch.from_numpy(timestep),
