@@ -171,8 +171,8 @@ def main() -> None:
             ours["ours bf16 linear"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                           weight_dtype="bfloat16", compute_dtype="bfloat16")
             for _, cell in ours["ours bf16 linear"].network.cells_and_names():
-                if hasattr(cell, "bf16_matmul") and not isinstance(cell, Linear):
-                    cell.bf16_matmul = False
+                if hasattr(cell, "onednn_path") and not isinstance(cell, Linear):
+                    cell.onednn_path = False
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)
 
     inputs = dict(hidden_states=torch.from_numpy(latents), timestep=torch.from_numpy(timestep),

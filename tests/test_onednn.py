@@ -98,7 +98,7 @@ def folders(tmp_path_factory):
 
 
 def bf16_layers(backbone) -> set[bool]:
-    return {cell.bf16_matmul for _, cell in backbone.network.cells_and_names() if isinstance(cell, Linear)}
+    return {cell.onednn_path for _, cell in backbone.network.cells_and_names() if isinstance(cell, Linear)}
 
 
 @needs_bf16
@@ -158,7 +158,29 @@ def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path):
                         ._get_llama_prompt_embeds(batch, TEMPLATE, device="cpu", max_sequence_length=8))
     encoder = zoo.load_component("encoder", "hunyuanvideo-llama", weights=tmp_path, prompt_template=TEMPLATE,
                                  max_sequence_length=8)  # auto: bf16 weights, bf16 matmuls
-    assert {cell.bf16_matmul for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {True}
+    assert {cell.onednn_path for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {True}
     mask = mask.astype(bool)
     actual = encoder.encode(batch).hidden_states[mask]
     assert np.abs(actual - hidden[mask]).max() <= 2e-2 * max(1.0, float(np.abs(hidden[mask]).max()))
+
+
+@needs_bf16
+@settings(max_examples=20, deadline=None)
+@given(rows=st.integers(1, 600), width=st.integers(2, 64), affine=st.sampled_from(["none", "scale", "both"]),
+       centre=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_norms_on_the_onednn_path_equal_pytorchs(rows, width, affine, centre, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, width), dtype=np.float32) * 3 + 1
+    weight = rng.standard_normal(width).astype(np.float32) if affine != "none" else None
+    bias = rng.standard_normal(width).astype(np.float32) if affine == "both" else None
+    tx = torch.from_numpy(x).double()
+    if centre:
+        expected = torch.nn.functional.layer_norm(tx, (width,), eps=1e-6)
+    else:
+        expected = tx * torch.rsqrt(tx.pow(2).mean(-1, keepdim=True) + 1e-6)
+    if weight is not None:
+        expected = expected * torch.from_numpy(weight).double()
+    if bias is not None:
+        expected = expected + torch.from_numpy(bias).double()
+    actual = onednn.normalize(x, 1e-6, weight, bias, centre)
+    np.testing.assert_allclose(actual, expected.numpy(), atol=2e-5, rtol=1e-5)

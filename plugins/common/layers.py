@@ -64,8 +64,20 @@ def _affine(rows: Tensor, weight: Parameter | None, bias: Parameter | None) -> T
     return rows
 
 
+def _onednn_norm(x: Tensor, eps: float, weight: Parameter | None, bias: Parameter | None, centre: bool) -> Tensor:
+    """The norm in one oneDNN pass per row block (float32), for cells on the oneDNN path."""
+    arrays = [None if p is None else computable(p).asnumpy() for p in (weight, bias)]
+    rows = _rows(x)
+    out = onednn.normalize((rows if rows.dtype == ms.float32 else rows.float()).asnumpy(), eps, *arrays, centre)
+    out = ms.from_numpy(out).reshape(x.shape)
+    return out if x.dtype == ms.float32 else out.astype(x.dtype)
+
+
 class LayerNorm(nn.Cell):
-    """LayerNorm over the last dim; ``weight``/``bias`` only if ``elementwise_affine``."""
+    """LayerNorm over the last dim; ``weight``/``bias`` only if ``elementwise_affine``; on
+    oneDNN's layer norm with ``onednn_path`` set (see ``use_bf16_matmuls``)."""
+
+    onednn_path = False
 
     def __init__(self, dim: int, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True) -> None:
@@ -75,12 +87,17 @@ class LayerNorm(nn.Cell):
         self.bias = _zeros(dim) if elementwise_affine and bias else None
 
     def construct(self, x: Tensor) -> Tensor:
+        if self.onednn_path:
+            return _onednn_norm(x, self.eps, self.weight, self.bias, centre=True)
         out = _affine(_normalize(_rows(x), self.eps, centre=True), self.weight, self.bias)
         return out.reshape(x.shape)
 
 
 class RMSNorm(nn.Cell):
-    """RMSNorm over the last dim, computed in float32 and cast back."""
+    """RMSNorm over the last dim, computed in float32 and cast back; on oneDNN's with
+    ``onednn_path`` set."""
+
+    onednn_path = False
 
     def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True) -> None:
         super().__init__()
@@ -88,6 +105,8 @@ class RMSNorm(nn.Cell):
         self.weight = _ones(dim) if elementwise_affine else None
 
     def construct(self, x: Tensor) -> Tensor:
+        if self.onednn_path:
+            return _onednn_norm(x, self.eps, self.weight, None, centre=False)
         out = _affine(_normalize(_rows(x).float(), self.eps, centre=False), self.weight, None)
         return out.reshape(x.shape).astype(x.dtype)
 
@@ -118,12 +137,12 @@ class Linear(mint.nn.Linear):
     weights widened to the input's dtype (see ``precision``), then ``activation`` (a name in
     ``ACTIVATIONS``) if given.
 
-    With ``bf16_matmul`` set (see ``use_bf16_matmuls``) the product is oneDNN's bf16 matmul
+    With ``onednn_path`` set (see ``use_bf16_matmuls``) the product is oneDNN's bf16 matmul
     instead: the input rounded to bf16, the weight's bf16 storage read as it is, float32 out,
     the activation applied inside the matmul.
     """
 
-    bf16_matmul = False
+    onednn_path = False
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  activation: str | None = None) -> None:
@@ -132,7 +151,7 @@ class Linear(mint.nn.Linear):
         self.activation = activation
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.bf16_matmul:
+        if self.onednn_path:
             return self._bf16(x)
         out = self.matmul(_rows(x), computable(self.weight, x.dtype))
         if self.bias is not None:
@@ -154,10 +173,11 @@ class Linear(mint.nn.Linear):
 
 
 def use_bf16_matmuls(network: nn.Cell) -> None:
-    """Switch every cell of ``network`` that has a bf16 path (a ``bf16_matmul`` attribute) to it."""
+    """Switch every cell of ``network`` that has a oneDNN path (an ``onednn_path`` attribute) to it:
+    bf16 matmuls and attention, and the norms between them in float32."""
     for _, cell in network.cells_and_names():
-        if hasattr(cell, "bf16_matmul"):
-            cell.bf16_matmul = True
+        if hasattr(cell, "onednn_path"):
+            cell.onednn_path = True
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:

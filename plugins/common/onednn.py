@@ -28,7 +28,8 @@ import numpy as np
 
 F32, BF16 = 3, 2  # dnnl_data_type_t
 _CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _BINARY_ADD = 1, 1, 96, 0x30000, 0x1FFF0
-SRC, DST, WEIGHTS, BIAS, SCRATCHPAD = 1, 17, 33, 41, 80  # DNNL_ARG_*
+SRC, DST, WEIGHTS, BIAS, SCALE, SHIFT, SCRATCHPAD = 1, 17, 33, 41, 51, 52, 80  # DNNL_ARG_*
+_USE_SCALE, _USE_SHIFT, _RMS_NORM = 0x2, 0x4, 0x20  # dnnl_normalization_flags_t
 _USER_SCRATCHPAD, _QUERY_SCRATCHPAD_MD = 1, 136
 POST_OP_SRC_1 = (1 << 15) | 2  # DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 (oneDNN 3.x)
 _MAX_DIMS = 12
@@ -58,6 +59,8 @@ def _lib() -> ctypes.CDLL:
         "dnnl_matmul_primitive_desc_create": [ptr(vp), vp, vp, vp, vp, vp, vp],
         "dnnl_reorder_primitive_desc_create": [ptr(vp), vp, vp, vp, vp, vp],
         "dnnl_softmax_forward_primitive_desc_create": [ptr(vp), vp, i32, i32, vp, vp, i32, vp],
+        "dnnl_layer_normalization_forward_primitive_desc_create": [ptr(vp), vp, i32, vp, vp, vp, ctypes.c_float,
+                                                                   ctypes.c_uint, vp],
         "dnnl_primitive_attr_create": [ptr(vp)],
         "dnnl_primitive_attr_set_post_ops": [vp, vp],
         "dnnl_primitive_attr_set_scratchpad_mode": [vp, i32],
@@ -230,6 +233,43 @@ def softmax(src: Layout, dst: Layout, axis: int) -> _Primitive:
               _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _desc(*src), _desc(*dst), axis, attr)
 
     return _Primitive(create, {SRC: src, DST: dst})
+
+
+@_per_thread
+def layer_norm(layout: Layout, eps: float, flags: int) -> _Primitive:
+    """Normalise each row of a 2D ``layout`` (``flags``: scale, shift, RMS instead of centred)."""
+    width = layout[0][1]
+    layouts = {SRC: layout, DST: layout}
+    if flags & _USE_SCALE:
+        layouts[SCALE] = ((width,), (1,), F32)
+    if flags & _USE_SHIFT:
+        layouts[SHIFT] = ((width,), (1,), F32)
+
+    def create(descriptor: ctypes.c_void_p, attr: ctypes.c_void_p) -> None:
+        _call("dnnl_layer_normalization_forward_primitive_desc_create", ctypes.byref(descriptor), _engine(),
+              _FORWARD_INFERENCE, _desc(*layout), _desc(*layout), None, eps, flags, attr)
+
+    return _Primitive(create, layouts)
+
+
+def normalize(x: np.ndarray, eps: float, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+              centre: bool = True) -> np.ndarray:
+    """Layer norm (``centre``) or RMS norm of each row of ``x [rows, D]`` in float32, times
+    ``weight`` plus ``bias`` where given, in one pass per row block on all cores."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    flags = (0 if centre else _RMS_NORM) | (0 if weight is None else _USE_SCALE) | (0 if bias is None else _USE_SHIFT)
+
+    def work(block: slice) -> None:
+        pointers = {SRC: x[block].ctypes.data, DST: out[block].ctypes.data}
+        if weight is not None:
+            pointers[SCALE] = weight.ctypes.data
+        if bias is not None:
+            pointers[SHIFT] = bias.ctypes.data
+        layer_norm(_rows((block.stop - block.start, x.shape[1]), F32), eps, flags).run(pointers)
+
+    _in_parallel(work, _row_chunks(x.shape[0]))
+    return out
 
 
 def _rows(shape: tuple[int, int], dtype: int) -> Layout:

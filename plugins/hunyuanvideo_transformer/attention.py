@@ -40,9 +40,9 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, swap: Tensor) -> Tensor:
 
 class _Heads(nn.Cell):
     """``to_q``/``to_k``/``to_v`` with optional RMS norms of query and key per head; with
-    ``bf16_matmul`` set, attention runs on oneDNN's bf16 matmuls (see ``_attend``)."""
+    ``onednn_path`` set, attention runs on oneDNN's bf16 matmuls (see ``_attend``)."""
 
-    bf16_matmul = False
+    onednn_path = False
 
     def __init__(self, heads: int, head_dim: int, qk_norm: bool) -> None:
         super().__init__()
@@ -104,7 +104,7 @@ class RefinerAttention(_Heads):
         self.to_out = nn.CellList([Linear(dim, dim), nn.Identity()])
 
     def construct(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return self.to_out[0](_attend(*self.qkv(x), mask, self.bf16_matmul))
+        return self.to_out[0](_attend(*self.qkv(x), mask, self.onednn_path))
 
 
 class JointAttention(_Heads):
@@ -129,7 +129,7 @@ class JointAttention(_Heads):
         text_value = self.split(self.add_v_proj(text))
         query = apply_rope(mint.cat([query, text_query], 1), cos, sin, self.swap)
         key = apply_rope(mint.cat([key, text_key], 1), cos, sin, self.swap)
-        out = _attend(query, key, mint.cat([value, text_value], 1), mask, self.bf16_matmul)
+        out = _attend(query, key, mint.cat([value, text_value], 1), mask, self.onednn_path)
         length = video.shape[1]
         return self.to_out[0](out[:, :length]), self.to_add_out(out[:, length:])
 
@@ -145,4 +145,4 @@ class SingleAttention(_Heads):
     def construct(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
         query, key, value = self.qkv(x)
         query, key = apply_rope(query, cos, sin, self.swap), apply_rope(key, cos, sin, self.swap)
-        return _attend(query, key, value, mask, self.bf16_matmul)
+        return _attend(query, key, value, mask, self.onednn_path)
