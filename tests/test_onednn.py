@@ -39,6 +39,9 @@ def test_to_bf16_rounds_to_nearest_even_like_torch(values):
     expected = torch.from_numpy(array).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     np.testing.assert_array_equal(onednn.to_bf16(array), expected)
     np.testing.assert_array_equal(onednn.to_bf16_reference(array), narrow(array, "BF16"))
+    half = array.astype(np.float16)
+    expected = torch.from_numpy(half).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(onednn.to_bf16(half), expected)
 
 
 @needs_bf16
@@ -89,12 +92,12 @@ def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, q
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """The same tiny transformer saved in float32 and in bfloat16."""
-    model = reference_model(tiny(), 5)
-    float32, bf16 = tmp_path_factory.mktemp("float32"), tmp_path_factory.mktemp("bf16")
-    model.save_pretrained(float32)
-    model.to(torch.bfloat16).save_pretrained(bf16)
-    return {"float32": float32, "bfloat16": bf16}
+    """The same tiny transformer saved in float32, bfloat16 and float16."""
+    folders = {}
+    for dtype in ("float32", "bfloat16", "float16"):
+        folders[dtype] = tmp_path_factory.mktemp(dtype)
+        reference_model(tiny(), 5).to(getattr(torch, dtype)).save_pretrained(folders[dtype])
+    return folders
 
 
 def bf16_layers(backbone) -> set[bool]:
@@ -102,8 +105,9 @@ def bf16_layers(backbone) -> set[bool]:
 
 
 @needs_bf16
-def test_auto_computes_bf16_weights_in_bf16_and_float32_weights_in_float32(folders):
+def test_auto_computes_16_bit_weights_in_bf16_and_float32_weights_in_float32(folders):
     assert bf16_layers(load(folders["bfloat16"])) == {True}
+    assert bf16_layers(load(folders["float16"])) == {True}
     assert bf16_layers(load(folders["float32"])) == {False}
     assert bf16_layers(load(folders["float32"], compute_dtype="bfloat16")) == {True}
     assert bf16_layers(load(folders["bfloat16"], compute_dtype="float32")) == {False}
@@ -147,9 +151,10 @@ def test_a_linear_layer_applies_its_activation_after_the_bias():
 
 
 @needs_bf16
-def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path):
+@pytest.mark.parametrize("stored", ["bfloat16", "float16"])
+def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path, stored):
     batch = ["a cat walks on the grass", "dog"]
-    model = randomized(LlamaModel(llama_config()), seed=7).to(torch.bfloat16)
+    model = randomized(LlamaModel(llama_config()), seed=7).to(getattr(torch, stored))
     model.save_pretrained(tmp_path / "text_encoder")
     llama_tokenizer().save_pretrained(tmp_path / "tokenizer")
     reference = LlamaModel.from_pretrained(tmp_path / "text_encoder", dtype=torch.float32)
@@ -157,7 +162,7 @@ def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path):
         hidden, mask = (t.numpy() for t in reference_pipeline(reference, None, llama_tokenizer(), None)
                         ._get_llama_prompt_embeds(batch, TEMPLATE, device="cpu", max_sequence_length=8))
     encoder = zoo.load_component("encoder", "hunyuanvideo-llama", weights=tmp_path, prompt_template=TEMPLATE,
-                                 max_sequence_length=8)  # auto: bf16 weights, bf16 matmuls
+                                 max_sequence_length=8)  # auto: 16-bit weights, bf16 matmuls
     assert {cell.onednn_path for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {True}
     mask = mask.astype(bool)
     actual = encoder.encode(batch).hidden_states[mask]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-F32, BF16 = 3, 2  # dnnl_data_type_t
+F16, BF16, F32 = 1, 2, 3  # dnnl_data_type_t
 _CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _BINARY_ADD = 1, 1, 96, 0x30000, 0x1FFF0
 SRC, DST, WEIGHTS, BIAS, SCALE, SHIFT, SCRATCHPAD = 1, 17, 33, 41, 51, 52, 80  # DNNL_ARG_*
 _USE_SCALE, _USE_SHIFT, _RMS_NORM = 0x2, 0x4, 0x20  # dnnl_normalization_flags_t
@@ -301,14 +301,15 @@ def _row_chunks(rows: int) -> list[slice]:
 
 
 def to_bf16(array: np.ndarray) -> np.ndarray:
-    """float32 values as bf16 bits (``uint16``), rounded to nearest even, on all cores."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    """float32 or float16 values as bf16 bits (``uint16``), rounded to nearest even, on all cores."""
+    source = F16 if array.dtype == np.float16 else F32
+    array = np.ascontiguousarray(array, dtype=np.float16 if source == F16 else np.float32)
     flat = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
     out = np.empty(flat.shape, np.uint16)
 
     def work(rows: slice) -> None:
         shape = (rows.stop - rows.start, flat.shape[1])
-        reorder(_rows(shape, F32), _rows(shape, BF16)).run(
+        reorder(_rows(shape, source), _rows(shape, BF16)).run(
             {SRC: flat[rows].ctypes.data, DST: out[rows].ctypes.data})
 
     _in_parallel(work, _row_chunks(flat.shape[0]))

@@ -159,13 +159,18 @@ def stored_of(param: Parameter) -> Stored | None:
 def bf16_operand(param: Parameter) -> tuple[np.ndarray, Callable[[], None] | None]:
     """``param``'s values as bf16 bits for a bf16 matmul, and what to call once it is done:
     its own storage where it is held in bf16 (no copy; streamed weights drop their pages
-    after), else its float32 values rounded now."""
-    stored = stored_of(param)
-    if (stored is not None and stored.dtype == "BF16" and stored.scale is None
-            and not getattr(param, "adapters", None)):
-        return stored.array, stored.release
+    after), fp16 storage rounded to bf16 in one pass, else its float32 values rounded now."""
     from plugins.common import onednn
 
+    stored = stored_of(param)
+    if stored is not None and stored.scale is None and not getattr(param, "adapters", None):
+        if stored.dtype == "BF16":
+            return stored.array, stored.release
+        if stored.dtype == "F16":
+            bits = onednn.to_bf16(stored.array)
+            if stored.release is not None:
+                stored.release()
+            return bits, None
     return onednn.to_bf16(computable(param).asnumpy()), None
 
 

@@ -36,11 +36,12 @@ def compute_dtype(name: str) -> ms.dtype:
 
 def bf16_matmuls(name: str, network: nn.Cell, what: str) -> bool:
     """Whether ``network``'s matmuls run in bf16 on this CPU (``plugins.common.onednn``): when
-    ``compute_dtype`` is bfloat16, or auto and most weights are held in bf16 (the precision the
-    checkpoint was published in). Where the CPU cannot, one line says so and float32 is used."""
+    ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
+    as the published LLaMA is: the precision the checkpoint was published in). Where the CPU
+    cannot, one line says so and float32 is used."""
     if ms.get_context("device_target") != "CPU" or name not in ("bfloat16", "auto"):
         return False
-    if name == "auto" and not _mostly_bf16(network):
+    if name == "auto" and not _mostly_half(network):
         return False
     reason = onednn.bf16_unavailable()
     if reason is not None:
@@ -52,9 +53,9 @@ def bf16_matmuls(name: str, network: nn.Cell, what: str) -> bool:
     return True
 
 
-def _mostly_bf16(network: nn.Cell) -> bool:
+def _mostly_half(network: nn.Cell) -> bool:
     sizes = {True: 0, False: 0}
     for param in network.get_parameters():
         stored = stored_of(param)
-        sizes[stored is not None and stored.dtype == "BF16"] += int(np.prod(param.shape))
+        sizes[stored is not None and stored.dtype in ("BF16", "F16")] += int(np.prod(param.shape))
     return sizes[True] > sizes[False]
