@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from mindspore.nn.utils import no_init_parameters
-from pydantic import ValidationError
 from transformers import CLIPImageProcessor, LlavaConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings, check_images
@@ -21,27 +20,11 @@ from plugins.hunyuanvideo_llava.tokens import expand_image_tokens, select
 from plugins.hunyuanvideo_text.layers import randomize
 from plugins.hunyuanvideo_text.llama_encoder import attention_mask
 from plugins.hunyuanvideo_text.loading import resolve
-from plugins.hunyuanvideo_text.prompts import prompt_list, tokenize
+from plugins.hunyuanvideo_text.prompts import as_template, prompt_list, tokenize
 
 NAME = "hunyuanvideo-llava"
 END_HEADER = "<|end_header_id|>"
 TEMPLATE_TAIL = 5  # tokens of a template after its prompt, with the '{}', that diffusers' crop_start leaves out
-
-
-def as_image_template(value: Any) -> ImagePromptTemplate:
-    """A per-call template: an ``ImagePromptTemplate``, diffusers' dict or a bare string."""
-    if isinstance(value, ImagePromptTemplate):
-        return value
-    if isinstance(value, str):
-        value = {"template": value}
-    if not isinstance(value, dict) or "template" not in value:
-        raise ValueError(f"prompt_template: expected a dict with a 'template' key (and optionally 'crop_start', "
-                         f"'image_emb_start', 'image_emb_end', 'image_emb_len'), got {value!r}")
-    try:
-        return ImagePromptTemplate.model_validate(value)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'template'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"prompt_template: {problems}") from None
 
 
 def image_batch(images: object, count: int) -> np.ndarray:
@@ -108,7 +91,8 @@ class LlavaTextEncoder:
         prompts = prompt_list(prompts)
         images = image_batch(images, len(prompts))
         config = self.config
-        template = config.prompt_template if prompt_template is None else as_image_template(prompt_template)
+        template = (config.prompt_template if prompt_template is None
+                    else as_template(prompt_template, ImagePromptTemplate))
         length = config.max_sequence_length if max_sequence_length is None else max_sequence_length
         if not isinstance(length, int) or length < 5:
             raise ValueError(f"max_sequence_length: expected an int of at least 5, got {length!r}")

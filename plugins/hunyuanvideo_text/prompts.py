@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from transformers import PreTrainedTokenizerBase
 
 from plugins.hunyuanvideo_text.config import PromptTemplate
+
+Template = TypeVar("Template", bound=BaseModel)
 
 
 def prompt_list(prompts: object) -> list[str]:
@@ -28,20 +30,21 @@ def prompt_list(prompts: object) -> list[str]:
     raise ValueError(f"prompts: expected a string or a list of strings, got {type(prompts).__name__}")
 
 
-def as_template(value: Any) -> PromptTemplate:
-    """A per-call template: a ``PromptTemplate``, diffusers' ``{"template", "crop_start"}`` dict,
-    or a bare template string."""
-    if isinstance(value, PromptTemplate):
+def as_template(value: Any, kind: type[Template] = PromptTemplate) -> Template:
+    """A per-call template: a ``kind`` (``PromptTemplate`` or another template model), diffusers'
+    dict of its fields, or a bare template string."""
+    if isinstance(value, kind):
         return value
     if isinstance(value, str):
         value = {"template": value}
     if not isinstance(value, dict) or "template" not in value:
+        optional = ", ".join(repr(name) for name in kind.model_fields if name != "template")
         raise ValueError(f"prompt_template: expected a dict with a 'template' key (and optionally "
-                         f"'crop_start'), got {value!r}")
+                         f"{optional}), got {value!r}")
     try:
-        return PromptTemplate.model_validate(value)
+        return kind.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'template'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"prompt_template: {problems}") from None
 
 
