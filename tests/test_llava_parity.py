@@ -198,7 +198,8 @@ def test_narrow_weight_storage_computes_in_float32(tmp_path):
         hidden, mask = (t.numpy() for t in fx.reference_pipeline(reference, tok, processor)._get_llama_prompt_embeds(
             PIL.Image.fromarray(pixels[0]), prompt, template, device="cpu", max_sequence_length=10))
     text = zoo.load_component("encoder", "hunyuanvideo-llava", weights=tmp_path, weight_dtype="bfloat16",
-                              prompt_template=template, max_sequence_length=10).encode(prompt, images=pixels)
+                              compute_dtype="float32", prompt_template=template,
+                              max_sequence_length=10).encode(prompt, images=pixels)
     mask = mask.astype(bool)
     assert_close(text.hidden_states[mask], hidden[mask], "hidden states from bfloat16 storage")
 
