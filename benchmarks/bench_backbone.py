@@ -136,7 +136,7 @@ def main() -> None:
                         help="latent frames, height and width (16 channels)")
     parser.add_argument("--text-tokens", type=int, default=TEXT_TOKENS)
     parser.add_argument("--ablation", action="store_true",
-                        help="also ours with bf16 linear layers and float32 attention")
+                        help="also ours with bf16 linear layers, attention and norms on the float32 path")
     parser.add_argument("--real-tokens", type=int, default=None,
                         help="real (unpadded) text tokens out of --text-tokens (default: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -167,7 +167,7 @@ def main() -> None:
         if bf16_missing is None:
             ours["ours bf16"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                    weight_dtype="bfloat16", compute_dtype="bfloat16")
-        if bf16_missing is None and args.ablation:  # bf16 linear layers, attention left in float32
+        if bf16_missing is None and args.ablation:  # bf16 linear layers; attention and norms in MindSpore
             ours["ours bf16 linear"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                           weight_dtype="bfloat16", compute_dtype="bfloat16")
             for _, cell in ours["ours bf16 linear"].network.cells_and_names():
