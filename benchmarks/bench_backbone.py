@@ -128,6 +128,20 @@ def load() -> str:
     return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def parse_with_threads(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse with a ``--threads`` option, set MindSpore's and PyTorch's intra-op threads alike,
+    and print the command and the machine, as every benchmark's output starts."""
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="intra-op threads, set alike for MindSpore and PyTorch")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ms.set_context(runtime_num_threads=args.threads)
+    print("command: GLOG_v=3 python " + " ".join(sys.argv))
+    print(f"machine: {os.cpu_count()} cores; threads: MindSpore {ms.get_context('runtime_num_threads')}, "
+          f"PyTorch {torch.get_num_threads()}; {load()} at start")
+    return args
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -139,14 +153,7 @@ def main() -> None:
                         help="also ours with bf16 linear layers, attention and norms on the float32 path")
     parser.add_argument("--real-tokens", type=int, default=None,
                         help="real (unpadded) text tokens out of --text-tokens (default: all)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="intra-op threads, set alike for MindSpore and PyTorch")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    ms.set_context(runtime_num_threads=args.threads)
-    print("command: GLOG_v=3 python " + " ".join(sys.argv))
-    print(f"machine: {os.cpu_count()} cores; threads: MindSpore {ms.get_context('runtime_num_threads')}, "
-          f"PyTorch {torch.get_num_threads()}; {load()} at start")
+    args = parse_with_threads(parser)
 
     torch.manual_seed(0)
     reference = HunyuanVideoTransformer3DModel(**WIDTHS[args.width]).eval()

@@ -20,16 +20,13 @@ Other engineers' jobs share the cores, so every figure is a median over rounds t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 
-import mindspore as ms
 import numpy as np
 import PIL.Image
 import torch
-from bench_backbone import interleaved, load  # this folder is on the path when a benchmark runs
+from bench_backbone import interleaved, load, parse_with_threads  # this folder is on the path when a benchmark runs
 from diffusers import HunyuanVideoImageToVideoPipeline
 from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -58,14 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--llama-layers", type=int, default=2, help="LLaMA layers (all run)")
     parser.add_argument("--max-sequence-length", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="intra-op threads, set alike for MindSpore and PyTorch")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    ms.set_context(runtime_num_threads=args.threads)
-    print("command: GLOG_v=3 python " + " ".join(sys.argv))
-    print(f"machine: {os.cpu_count()} cores; threads: MindSpore {ms.get_context('runtime_num_threads')}, "
-          f"PyTorch {torch.get_num_threads()}; {load()} at start")
+    args = parse_with_threads(parser)
 
     tokenizer, skip = llava_tokenizer(), 0
     processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
