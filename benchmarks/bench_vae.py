@@ -17,25 +17,18 @@ comparison is the ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 
-import mindspore as ms
 import numpy as np
 import torch
-from bench_backbone import interleaved  # this folder is on the path when a benchmark runs
+from bench_backbone import interleaved, load, parse_with_threads  # this folder is on the path when a benchmark runs
 from diffusers import AutoencoderKLHunyuanVideo
 
 import zoo
 
 LATENTS = ((1, 16, 2, 8, 8), (1, 16, 3, 16, 16))
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def video_shape(latents: tuple[int, ...]) -> tuple[int, ...]:
@@ -73,16 +66,9 @@ def contenders(reference: AutoencoderKLHunyuanVideo, ours, latents: np.ndarray, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="intra-op threads, set alike for MindSpore and PyTorch")
     parser.add_argument("--latents", type=parse_shape, nargs="+", default=list(LATENTS),
                         help="latent shapes B,C,T,h,w (C=16)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    ms.set_context(runtime_num_threads=args.threads)
-    print("command: GLOG_v=3 python " + " ".join(sys.argv))
-    print(f"machine: {os.cpu_count()} cores; threads: MindSpore {ms.get_context('runtime_num_threads')}, "
-          f"PyTorch {torch.get_num_threads()}; {load()} at start")
+    args = parse_with_threads(parser)
 
     torch.manual_seed(0)
     reference = AutoencoderKLHunyuanVideo().eval()
