@@ -64,13 +64,22 @@ def _affine(rows: Tensor, weight: Parameter | None, bias: Parameter | None) -> T
     return rows
 
 
+def _float32_rows(x: Tensor) -> np.ndarray:
+    """``x`` as a 2D float32 numpy array, for oneDNN (shared memory when ``x`` is float32)."""
+    rows = _rows(x)
+    return (rows if rows.dtype == ms.float32 else rows.float()).asnumpy()
+
+
+def _like(out: np.ndarray, x: Tensor) -> Tensor:
+    """oneDNN's float32 rows as a tensor of ``x``'s leading shape and dtype."""
+    out = ms.from_numpy(out).reshape(*x.shape[:-1], out.shape[-1])
+    return out if x.dtype == ms.float32 else out.astype(x.dtype)
+
+
 def _onednn_norm(x: Tensor, eps: float, weight: Parameter | None, bias: Parameter | None, centre: bool) -> Tensor:
     """The norm in one oneDNN pass per row block (float32), for cells on the oneDNN path."""
     arrays = [None if p is None else computable(p).asnumpy() for p in (weight, bias)]
-    rows = _rows(x)
-    out = onednn.normalize((rows if rows.dtype == ms.float32 else rows.float()).asnumpy(), eps, *arrays, centre)
-    out = ms.from_numpy(out).reshape(x.shape)
-    return out if x.dtype == ms.float32 else out.astype(x.dtype)
+    return _like(onednn.normalize(_float32_rows(x), eps, *arrays, centre), x)
 
 
 class LayerNorm(nn.Cell):
@@ -163,13 +172,10 @@ class Linear(mint.nn.Linear):
     def _bf16(self, x: Tensor) -> Tensor:
         weight, done = bf16_operand(self.weight)
         bias = None if self.bias is None else computable(self.bias).asnumpy()
-        rows = _rows(x)
-        out = onednn.linear((rows if rows.dtype == ms.float32 else rows.float()).asnumpy(), weight, bias,
-                            self.activation)
+        out = onednn.linear(_float32_rows(x), weight, bias, self.activation)
         if done is not None:
             done()
-        out = ms.from_numpy(out).reshape(*x.shape[:-1], out.shape[-1])
-        return out if x.dtype == ms.float32 else out.astype(x.dtype)
+        return _like(out, x)
 
 
 def use_bf16_matmuls(network: nn.Cell) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.common.precision import narrow, to_float32
+
 F16, BF16, F32 = 1, 2, 3  # dnnl_data_type_t
 _CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _BINARY_ADD = 1, 1, 96, 0x30000, 0x1FFF0
 SRC, DST, WEIGHTS, BIAS, SCALE, SHIFT, SCRATCHPAD = 1, 17, 33, 41, 51, 52, 80  # DNNL_ARG_*
@@ -420,23 +422,13 @@ def bf16_unavailable() -> str | None:
     if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return "this CPU has neither AVX512_BF16 nor AMX-BF16 instructions"
     x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
-    weight = to_bf16_reference(np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40))
+    weight = narrow(np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40), "BF16")
     try:
         got = linear(x, weight)
     except (OSError, AttributeError, OneDnnError) as exc:
         return f"oneDNN cannot run them ({exc})"
-    expected = widen_reference(to_bf16_reference(x)) @ widen_reference(weight).T
+    expected = to_float32(narrow(x, "BF16"), "BF16") @ to_float32(weight, "BF16").T
     if not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
         return "oneDNN's bf16 matmul gave wrong results in a self-test"
     return None
 
-
-def to_bf16_reference(array: np.ndarray) -> np.ndarray:
-    """float32 to bf16 bits in numpy, rounding to nearest even (what ``to_bf16`` must match)."""
-    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def widen_reference(bits: np.ndarray) -> np.ndarray:
-    """bf16 bits to float32 in numpy."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)

@@ -7,6 +7,7 @@ import numpy as np
 from mindspore import nn
 
 from plugins.common import onednn
+from plugins.common.layers import use_bf16_matmuls
 from plugins.common.precision import stored_of
 
 _NOTICES: set[str] = set()
@@ -22,7 +23,7 @@ def dispatch_synchronously_on_cpu() -> None:
 
 def compute_dtype(name: str) -> ms.dtype:
     """The dtype activations are held in: on CPU always float32 (a bf16 ``compute_dtype`` there
-    means bf16 matmuls with float32 sums, see ``bf16_matmuls``); elsewhere ``auto`` is bfloat16."""
+    means bf16 matmuls with float32 sums, see ``apply_matmul_precision``); elsewhere ``auto`` is bfloat16."""
     on_cpu = ms.get_context("device_target") == "CPU"
     if on_cpu and name == "float16":
         raise ValueError("compute_dtype='float16': MindSpore's CPU backend has no float16 batched matmul "
@@ -34,23 +35,24 @@ def compute_dtype(name: str) -> ms.dtype:
                                                 "float16": ms.float16}[name]
 
 
-def bf16_matmuls(name: str, network: nn.Cell, what: str) -> bool:
-    """Whether ``network``'s matmuls run in bf16 on this CPU (``plugins.common.onednn``): when
+def apply_matmul_precision(name: str, network: nn.Cell, what: str) -> None:
+    """Switch ``network``'s matmuls to bf16 on this CPU (``plugins.common.onednn``) where they should:
+    when
     ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
     as the published LLaMA is: the precision the checkpoint was published in). Where the CPU
     cannot, one line says so and float32 is used."""
     if ms.get_context("device_target") != "CPU" or name not in ("bfloat16", "auto"):
-        return False
+        return
     if name == "auto" and not _mostly_half(network):
-        return False
+        return
     reason = onednn.bf16_unavailable()
-    if reason is not None:
-        notice = f"{what}: computing in float32, not bf16: {reason}"
-        if notice not in _NOTICES:
-            _NOTICES.add(notice)
-            print(notice, file=sys.stderr)
-        return False
-    return True
+    if reason is None:
+        use_bf16_matmuls(network)
+        return
+    notice = f"{what}: computing in float32, not bf16: {reason}"
+    if notice not in _NOTICES:
+        _NOTICES.add(notice)
+        print(notice, file=sys.stderr)
 
 
 def _mostly_half(network: nn.Cell) -> bool:

@@ -12,8 +12,7 @@ from transformers import CLIPImageProcessor, LlavaConfig, PreTrainedTokenizerBas
 
 from contracts import TextEmbeddings, check_images
 from plugins.common.checkpoint import CheckpointError
-from plugins.common.layers import use_bf16_matmuls
-from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.runtime import apply_matmul_precision, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_llava.config import ImagePromptTemplate, LlavaEncoderConfig
 from plugins.hunyuanvideo_llava.model import LlavaModel
@@ -72,8 +71,7 @@ class LlavaTextEncoder:
             with no_init_parameters():
                 self.model = LlavaModel(model_config, compute)
             load_weights(self.model, model_folder, "LLaVA text encoder", config.weight_dtype, config.stream_weights)
-        if bf16_matmuls(config.compute_dtype, self.model, NAME):
-            use_bf16_matmuls(self.model)
+        apply_matmul_precision(config.compute_dtype, self.model, NAME)
 
     def crop_start(self, template: ImagePromptTemplate) -> int:
         if template.crop_start is not None:

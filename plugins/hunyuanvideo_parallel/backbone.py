@@ -16,8 +16,7 @@ import numpy as np
 from mindspore.nn.utils import no_init_parameters
 
 from contracts import TextEmbeddings
-from plugins.common.layers import use_bf16_matmuls
-from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.runtime import apply_matmul_precision, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import seed_parameters
 from plugins.hunyuanvideo_parallel.comm import Group, ParallelError, world
 from plugins.hunyuanvideo_parallel.config import ParallelTransformerConfig
@@ -53,8 +52,7 @@ class ParallelTransformer(HunyuanVideoTransformer):
         self.held_bytes = 0
         if weights is not None:
             self.held_bytes = load_shards(self.network, weights, "HunyuanVideo transformer", config.weight_dtype)
-        if bf16_matmuls(config.compute_dtype, self.network, "hunyuanvideo-transformer-parallel"):
-            use_bf16_matmuls(self.network)
+        apply_matmul_precision(config.compute_dtype, self.network, "hunyuanvideo-transformer-parallel")
         self.streamed = False
         self.adapters = None
         self._rope = None

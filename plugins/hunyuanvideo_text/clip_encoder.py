@@ -12,8 +12,7 @@ from transformers import CLIPTextConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
 from plugins.common.checkpoint import Checkpoint
-from plugins.common.layers import use_bf16_matmuls
-from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.runtime import apply_matmul_precision, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.clip import CLIPTextModel, CLIPTextTransformer, pooled_positions
 from plugins.hunyuanvideo_text.config import ClipEncoderConfig
@@ -46,8 +45,7 @@ class ClipTextEncoder:
             with no_init_parameters():
                 self.model = CLIPTextModel(model_config) if prefixed else CLIPTextTransformer(model_config)
             load_weights(self.model, model_folder, "CLIP text encoder", config.weight_dtype, config.stream_weights)
-        if bf16_matmuls(config.compute_dtype, self.model, "hunyuanvideo-clip"):
-            use_bf16_matmuls(self.model)
+        apply_matmul_precision(config.compute_dtype, self.model, "hunyuanvideo-clip")
 
     def encode(self, prompts: Sequence[str] | str) -> TextEmbeddings:
         prompts = prompt_list(prompts)

@@ -12,8 +12,7 @@ from mindspore.nn.utils import no_init_parameters
 from transformers import LlamaConfig, PreTrainedTokenizerBase
 
 from contracts import TextEmbeddings
-from plugins.common.layers import use_bf16_matmuls
-from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.runtime import apply_matmul_precision, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from plugins.hunyuanvideo_text.layers import randomize
@@ -55,8 +54,7 @@ class LlamaTextEncoder:
                 self.model = LlamaModel(model_config, compute)
             load_weights(self.model, model_folder, "LLaMA text encoder", config.weight_dtype,
                          config.stream_weights)
-        if bf16_matmuls(config.compute_dtype, self.model, "hunyuanvideo-llama"):
-            use_bf16_matmuls(self.model)
+        apply_matmul_precision(config.compute_dtype, self.model, "hunyuanvideo-llama")
 
     def encode(self, prompts: Sequence[str] | str, prompt_template: dict[str, Any] | str | None = None,
                max_sequence_length: int | None = None) -> TextEmbeddings:

@@ -18,9 +18,8 @@ import numpy as np
 from mindspore.nn.utils import no_init_parameters
 
 from contracts import ContractError, TextEmbeddings, check_batch_vector, check_image_latents, check_latents
-from plugins.common.layers import use_bf16_matmuls
 from plugins.common.lora import Adapters
-from plugins.common.runtime import bf16_matmuls, compute_dtype, dispatch_synchronously_on_cpu
+from plugins.common.runtime import apply_matmul_precision, compute_dtype, dispatch_synchronously_on_cpu
 from plugins.common.weights import load_weights
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.model import HunyuanVideoTransformer3D
@@ -50,8 +49,7 @@ class HunyuanVideoTransformer:
         self.adapters = Adapters(self.network)
         for lora in config.loras:
             self.adapters.load(lora.path, lora.strength, lora.name)
-        if bf16_matmuls(config.compute_dtype, self.network, "hunyuanvideo-transformer"):
-            use_bf16_matmuls(self.network)
+        apply_matmul_precision(config.compute_dtype, self.network, "hunyuanvideo-transformer")
         self._rope: tuple[tuple[int, ...], ms.Tensor, ms.Tensor] | None = None
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,
