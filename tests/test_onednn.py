@@ -43,15 +43,34 @@ def test_to_bf16_rounds_to_nearest_even_like_torch(values):
     np.testing.assert_array_equal(onednn.to_bf16(half), expected)
 
 
+def widened(out: np.ndarray) -> np.ndarray:
+    """A oneDNN output as float64, bf16 bits widened."""
+    return (to_float32(out, "BF16") if out.dtype == np.uint16 else out).astype(np.float64)
+
+
+def destination(rng: np.random.Generator, rows: int, columns: int, bf16: bool) -> np.ndarray:
+    """Where a kernel may write: float32 or bf16 bits, its rows strided inside a wider array."""
+    wider = np.empty((rows, columns + int(rng.integers(0, 5))), np.uint16 if bf16 else np.float32)
+    start = int(rng.integers(0, wider.shape[1] - columns + 1))
+    return wider[:, start:start + columns]
+
+
 @needs_bf16
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 40), width=st.integers(1, 64), outputs=st.sampled_from([1, 7, 256, 600]),
-       bias=st.booleans(), activation=st.sampled_from([None, "gelu_tanh", "silu"]), seed=st.integers(0, 2**31 - 1))
-def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, outputs, bias, activation, seed):
+       bias=st.booleans(), activation=st.sampled_from([None, "gelu_tanh", "silu"]), gated=st.booleans(),
+       residual=st.booleans(), bf16_in=st.booleans(), out=st.sampled_from([None, "float32", "bf16"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, outputs, bias, activation, gated,
+                                                               residual, bf16_in, out, seed):
+    """``residual + gate * activation(x @ W.T + b)``, from float32 or bf16 input, into a new float32
+    array or into strided float32 or bf16 rows."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, width), dtype=np.float32)
     weight = narrow(rng.standard_normal((outputs, width), dtype=np.float32), "BF16")
     b = rng.standard_normal(outputs).astype(np.float32) if bias else None
+    gate = rng.standard_normal(outputs).astype(np.float32) if gated else None
+    add = rng.standard_normal((rows, outputs)).astype(np.float32) if residual else None
     expected = torch.from_numpy(rounded(x) @ to_float32(weight, "BF16").T.astype(np.float64))
     if b is not None:
         expected += torch.from_numpy(b.astype(np.float64))
@@ -59,8 +78,14 @@ def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, out
         expected = torch.nn.functional.gelu(expected, approximate="tanh")
     elif activation == "silu":
         expected = torch.nn.functional.silu(expected)
-    actual = onednn.linear(x, weight, b, activation)
-    np.testing.assert_allclose(actual, expected.numpy(), rtol=1e-5, atol=1e-5 * np.sqrt(width))
+    expected = expected.numpy() * (1.0 if gate is None else gate) + (0.0 if add is None else add)
+    target = None if out is None else destination(rng, rows, outputs, out == "bf16")
+    actual = onednn.linear(narrow(x, "BF16") if bf16_in else x, weight, b, activation, gate, add, target)
+    assert target is None or actual is target
+    tolerance = 1e-5 * np.sqrt(width) * (1.0 if gate is None else np.abs(gate).max()) + 1e-5
+    if out == "bf16":
+        tolerance += 2.0 ** -8 * np.abs(expected).max()
+    np.testing.assert_allclose(widened(actual), expected, rtol=1e-5, atol=tolerance)
 
 
 def attention_reference(query, key, value, mask):
@@ -87,6 +112,14 @@ def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, q
     expected = attention_reference(query, key, value, mask)
     actual = onednn.attention(query, key, value, mask)
     np.testing.assert_allclose(actual, expected, atol=1e-2 * np.abs(value).max(), rtol=0)
+
+    # bf16 operands in, into bf16 rows strided inside a wider array (as a single block writes it)
+    wider = np.zeros((batch, queries, heads * dim + 3), np.uint16)
+    into = wider[..., 1:1 + heads * dim]
+    onednn.attention(*(narrow(a, "BF16") for a in (query, key, value)), mask, out=into)
+    np.testing.assert_allclose(widened(into).reshape(expected.shape), expected, rtol=0,
+                               atol=1e-2 * np.abs(value).max() + 2.0 ** -8 * np.abs(expected).max())
+    assert not wider[..., 0].any() and not wider[..., -2:].any()
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +221,8 @@ def test_norms_on_the_onednn_path_equal_pytorchs(rows, width, affine, centre, se
         expected = expected + torch.from_numpy(bias).double()
     actual = onednn.normalize(x, 1e-6, weight, bias, centre)
     np.testing.assert_allclose(actual, expected.numpy(), atol=2e-5, rtol=1e-5)
+    into = np.empty((rows, width), np.uint16)
+    onednn.normalize(x, 1e-6, weight, bias, centre, out=into)
+    np.testing.assert_allclose(widened(into), expected.numpy(), atol=2e-5, rtol=2.0 ** -8)
+    onednn.normalize(x, 1e-6, weight, bias, centre, out=x)  # in place
+    np.testing.assert_allclose(x, expected.numpy(), atol=2e-5, rtol=1e-5)

@@ -66,13 +66,13 @@ def _affine(rows: Tensor, weight: Parameter | None, bias: Parameter | None) -> T
 
 def _float32_rows(x: Tensor) -> np.ndarray:
     """``x`` as a 2D float32 numpy array, for oneDNN (shared memory when ``x`` is float32)."""
-    rows = _rows(x)
-    return (rows if rows.dtype == ms.float32 else rows.float()).asnumpy()
+    x = x if x.dtype == ms.float32 else x.float()
+    return x.asnumpy().reshape(-1, x.shape[-1])
 
 
 def _like(out: np.ndarray, x: Tensor) -> Tensor:
     """oneDNN's float32 rows as a tensor of ``x``'s leading shape and dtype."""
-    out = ms.from_numpy(out).reshape(*x.shape[:-1], out.shape[-1])
+    out = ms.from_numpy(out.reshape(*x.shape[:-1], out.shape[-1]))
     return out if x.dtype == ms.float32 else out.astype(x.dtype)
 
 
@@ -170,12 +170,19 @@ class Linear(mint.nn.Linear):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
     def _bf16(self, x: Tensor) -> Tensor:
+        out, = self.on_onednn([{"x": _float32_rows(x)}])
+        return _like(out, x)
+
+    def on_onednn(self, calls: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """``onednn.linear`` with this layer's weight, bias and activation, once per entry of
+        ``calls`` (its other arguments: ``x``, and ``gate``, ``residual``, ``out`` where wanted),
+        taking the weight's bf16 bits once for them all."""
         weight, done = bf16_operand(self.weight)
         bias = None if self.bias is None else computable(self.bias).asnumpy()
-        out = onednn.linear(_float32_rows(x), weight, bias, self.activation)
+        outs = [onednn.linear(weight=weight, bias=bias, activation=self.activation, **call) for call in calls]
         if done is not None:
             done()
-        return _like(out, x)
+        return outs
 
 
 def use_bf16_matmuls(network: nn.Cell) -> None:

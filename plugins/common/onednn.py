@@ -29,11 +29,19 @@ import numpy as np
 from plugins.common.precision import narrow, to_float32
 
 F16, BF16, F32 = 1, 2, 3  # dnnl_data_type_t
-_CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE, _BINARY_ADD = 1, 1, 96, 0x30000, 0x1FFF0
+_CPU, _IN_ORDER, _FORWARD_INFERENCE, _SOFTMAX_ACCURATE = 1, 1, 96, 0x30000
+_BINARY = {"add": 0x1FFF0, "mul": 0x1FFF1}  # dnnl_binary_add, dnnl_binary_mul
 SRC, DST, WEIGHTS, BIAS, SCALE, SHIFT, SCRATCHPAD = 1, 17, 33, 41, 51, 52, 80  # DNNL_ARG_*
 _USE_SCALE, _USE_SHIFT, _RMS_NORM = 0x2, 0x4, 0x20  # dnnl_normalization_flags_t
 _USER_SCRATCHPAD, _QUERY_SCRATCHPAD_MD = 1, 136
-POST_OP_SRC_1 = (1 << 15) | 2  # DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 (oneDNN 3.x)
+
+
+def post_op_arg(index: int) -> int:
+    """The argument of post-op ``index``'s second operand: DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) |
+    DNNL_ARG_SRC_1, as this oneDNN 3.x build numbers them."""
+    return (1 << 15) * (index + 1) | 2
+
+
 _MAX_DIMS = 12
 _ROWS_PER_TASK = 256  # the row split of a reorder across threads
 
@@ -91,8 +99,19 @@ def _handle() -> ctypes.c_void_p:
     return ctypes.c_void_p()
 
 
+_engine_lock = threading.Lock()
+
+
 @cache
 def _engine() -> ctypes.c_void_p:
+    """The one CPU engine: created under a lock, since the pool's threads may ask for it at once,
+    and a primitive run on a stream of another engine is refused (invalid arguments)."""
+    with _engine_lock:
+        return _created_engine()
+
+
+@cache
+def _created_engine() -> ctypes.c_void_p:
     engine = _handle()
     _call("dnnl_engine_create", ctypes.byref(engine), _CPU, 0)
     return engine
@@ -120,6 +139,8 @@ def _desc(shape: tuple[int, ...], strides: tuple[int, ...], dtype: int) -> ctype
 
 
 Layout = tuple[tuple[int, ...], tuple[int, ...], int]  # shape, strides (in elements), data type
+# Post-ops in order: ("eltwise", a name in ACTIVATIONS), or ("add" | "mul", the second operand's layout).
+PostOps = tuple[tuple[str, object], ...]
 _primitives = threading.local()
 
 
@@ -144,19 +165,21 @@ class _Primitive:
     runs, so what is held is the largest scratchpad, not the sum over all shapes."""
 
     def __init__(self, create: Callable[[ctypes.c_void_p, ctypes.c_void_p], None], layouts: dict[int, Layout],
-                 post_add: Layout | None = None, activation: str | None = None) -> None:
+                 post_ops: PostOps = ()) -> None:
         attr = _handle()
         _call("dnnl_primitive_attr_create", ctypes.byref(attr))
         _call("dnnl_primitive_attr_set_scratchpad_mode", attr, _USER_SCRATCHPAD)
-        if post_add is not None or activation is not None:
-            post_ops = _handle()
-            _call("dnnl_post_ops_create", ctypes.byref(post_ops))
-            if post_add is not None:
-                _call("dnnl_post_ops_append_binary", post_ops, _BINARY_ADD, _desc(*post_add))
-                layouts = {**layouts, POST_OP_SRC_1: post_add}
-            if activation is not None:
-                _call("dnnl_post_ops_append_eltwise", post_ops, ACTIVATIONS[activation], 1.0, 0.0)
-            _call("dnnl_primitive_attr_set_post_ops", attr, post_ops)
+        if post_ops:
+            chain = _handle()
+            _call("dnnl_post_ops_create", ctypes.byref(chain))
+            layouts = dict(layouts)
+            for index, (kind, operand) in enumerate(post_ops):
+                if kind == "eltwise":
+                    _call("dnnl_post_ops_append_eltwise", chain, ACTIVATIONS[operand], 1.0, 0.0)
+                else:
+                    _call("dnnl_post_ops_append_binary", chain, _BINARY[kind], _desc(*operand))
+                    layouts[post_op_arg(index)] = operand
+            _call("dnnl_primitive_attr_set_post_ops", attr, chain)
         descriptor = _handle()
         create(descriptor, attr)
         self.primitive = _handle()
@@ -204,9 +227,8 @@ class _ExecArg(ctypes.Structure):
 
 
 @_per_thread
-def matmul(src: Layout, weights: Layout, dst: Layout, bias: Layout | None = None,
-           post_add: Layout | None = None, activation: str | None = None) -> _Primitive:
-    """``dst = activation(src @ weights (+ bias) (+ post_add))``; 2D or batched 3D layouts, any strides."""
+def matmul(src: Layout, weights: Layout, dst: Layout, bias: Layout | None = None, post_ops: PostOps = ()) -> _Primitive:
+    """``dst = post_ops(src @ weights (+ bias))``; 2D or batched 3D layouts, any strides."""
     layouts = {SRC: src, WEIGHTS: weights, DST: dst}
     if bias is not None:
         layouts[BIAS] = bias
@@ -215,7 +237,7 @@ def matmul(src: Layout, weights: Layout, dst: Layout, bias: Layout | None = None
         _call("dnnl_matmul_primitive_desc_create", ctypes.byref(descriptor), _engine(), _desc(*src),
               _desc(*weights), None if bias is None else _desc(*bias), _desc(*dst), attr)
 
-    return _Primitive(create, layouts, post_add, activation)
+    return _Primitive(create, layouts, post_ops)
 
 
 @_per_thread
@@ -238,10 +260,10 @@ def softmax(src: Layout, dst: Layout, axis: int) -> _Primitive:
 
 
 @_per_thread
-def layer_norm(layout: Layout, eps: float, flags: int) -> _Primitive:
-    """Normalise each row of a 2D ``layout`` (``flags``: scale, shift, RMS instead of centred)."""
-    width = layout[0][1]
-    layouts = {SRC: layout, DST: layout}
+def layer_norm(src: Layout, dst: Layout, eps: float, flags: int) -> _Primitive:
+    """Normalise each row of a 2D ``src`` into ``dst`` (``flags``: scale, shift, RMS instead of centred)."""
+    width = src[0][1]
+    layouts = {SRC: src, DST: dst}
     if flags & _USE_SCALE:
         layouts[SCALE] = ((width,), (1,), F32)
     if flags & _USE_SHIFT:
@@ -249,17 +271,21 @@ def layer_norm(layout: Layout, eps: float, flags: int) -> _Primitive:
 
     def create(descriptor: ctypes.c_void_p, attr: ctypes.c_void_p) -> None:
         _call("dnnl_layer_normalization_forward_primitive_desc_create", ctypes.byref(descriptor), _engine(),
-              _FORWARD_INFERENCE, _desc(*layout), _desc(*layout), None, eps, flags, attr)
+              _FORWARD_INFERENCE, _desc(*src), _desc(*dst), None, eps, flags, attr)
 
     return _Primitive(create, layouts)
 
 
 def normalize(x: np.ndarray, eps: float, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
-              centre: bool = True) -> np.ndarray:
+              centre: bool = True, out: np.ndarray | None = None) -> np.ndarray:
     """Layer norm (``centre``) or RMS norm of each row of ``x [rows, D]`` in float32, times
-    ``weight`` plus ``bias`` where given, in one pass per row block on all cores."""
+    ``weight`` plus ``bias`` where given, in one pass per row block on all cores; written to
+    ``out`` (contiguous float32 or bf16 bits, may be ``x`` itself) or a new float32 array. (oneDNN's
+    layer norm writes strided rows wrongly: measured, so refused.)"""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty_like(x)
+    out = np.empty(x.shape, np.float32) if out is None else out
+    if not out.flags.c_contiguous:
+        raise ValueError(f"normalize: expected a contiguous output, got strides {out.strides}")
     flags = (0 if centre else _RMS_NORM) | (0 if weight is None else _USE_SCALE) | (0 if bias is None else _USE_SHIFT)
 
     def work(block: slice) -> None:
@@ -268,7 +294,7 @@ def normalize(x: np.ndarray, eps: float, weight: np.ndarray | None = None, bias:
             pointers[SCALE] = weight.ctypes.data
         if bias is not None:
             pointers[SHIFT] = bias.ctypes.data
-        layer_norm(_rows((block.stop - block.start, x.shape[1]), F32), eps, flags).run(pointers)
+        layer_norm(layout(x[block]), layout(out[block]), eps, flags).run(pointers)
 
     _in_parallel(work, _row_chunks(x.shape[0]))
     return out
@@ -276,6 +302,19 @@ def normalize(x: np.ndarray, eps: float, weight: np.ndarray | None = None, bias:
 
 def _rows(shape: tuple[int, int], dtype: int) -> Layout:
     return shape, (shape[1], 1), dtype
+
+
+_TYPES = {np.dtype(np.float32): F32, np.dtype(np.uint16): BF16, np.dtype(np.float16): F16}
+
+
+def layout(array: np.ndarray) -> Layout:
+    """The layout of a 2D array whose rows may be strided (a view of a wider array's columns);
+    bf16 travels as ``uint16`` bits."""
+    size = array.itemsize
+    if array.ndim != 2 or array.strides[1] != size or array.strides[0] % size:
+        raise ValueError(f"oneDNN operand: expected 2D rows of contiguous elements, got shape {array.shape} "
+                         f"strides {array.strides}")
+    return array.shape, (array.strides[0] // size, 1), _TYPES[array.dtype]
 
 
 @cache
@@ -293,6 +332,12 @@ def _in_parallel(work: Callable[[object], None], tasks: Sequence[object]) -> Non
         return
     for future in [_pool().submit(work, task) for task in tasks]:
         future.result()
+
+
+def for_row_blocks(rows: int, work: Callable[[slice], None]) -> None:
+    """``work`` on ``rows`` split into blocks, one per thread, run on the pool (numpy's loops
+    release the GIL, so numpy work splits too)."""
+    _in_parallel(work, _row_chunks(rows))
 
 
 def _row_chunks(rows: int) -> list[slice]:
@@ -322,28 +367,38 @@ ACTIVATIONS = {"gelu_tanh": 0x2B, "silu": 0x2C}  # dnnl_eltwise_gelu_tanh, dnnl_
 _COLUMNS_PER_TASK = 256  # the column split of a linear layer across threads
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-           activation: str | None = None) -> np.ndarray:
-    """``activation(x [M, K] @ weight.T + bias)`` in float32: ``x`` float32 (rounded to bf16
-    here), ``weight [N, K]`` bf16 bits, ``bias [N]`` float32, ``activation`` one of
-    ``ACTIVATIONS`` or None, applied inside the matmul.
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, activation: str | None = None,
+           gate: np.ndarray | None = None, residual: np.ndarray | None = None,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """``residual + gate * activation(x [M, K] @ weight.T + bias)``, each part where given, in one
+    pass: ``x`` float32 (rounded to bf16 here) or bf16 bits, ``weight [N, K]`` bf16 bits,
+    ``bias``/``gate [N]`` float32, ``residual [M, N]`` float32, ``activation`` one of
+    ``ACTIVATIONS`` or None. Written to ``out`` (float32 or bf16 bits; rows may be strided) or to
+    a new float32 array.
 
     The threads split the output columns, so each reads (and packs for AMX) only its share
     of the weight, which is the larger operand."""
-    bits = to_bf16(x)
-    (rows, width), outputs = bits.shape, weight.shape[0]
-    out = np.empty((rows, outputs), np.float32)
+    bits = x if x.dtype == np.uint16 and x.ndim == 2 and x.strides[1] == 2 else to_bf16(x)
+    rows, outputs = bits.shape[0], weight.shape[0]
+    out = np.empty((rows, outputs), np.float32) if out is None else out
     count = max(1, min(_threads(), outputs // _COLUMNS_PER_TASK))
     bounds = np.linspace(0, outputs, count + 1).astype(int)
 
     def work(columns: slice) -> None:
-        n = columns.stop - columns.start
-        pointers = {SRC: bits.ctypes.data, WEIGHTS: weight[columns].ctypes.data, DST: out[:, columns].ctypes.data}
+        part = weight[columns]
+        pointers = {SRC: bits.ctypes.data, WEIGHTS: part.ctypes.data, DST: out[:, columns].ctypes.data}
         bias_layout = None
         if bias is not None:
-            bias_layout, pointers[BIAS] = _rows((1, n), F32), bias[columns].ctypes.data
-        matmul(_rows((rows, width), BF16), ((width, n), (1, width), BF16), ((rows, n), (outputs, 1), F32),
-               bias_layout, None, activation).run(pointers)
+            bias_layout, pointers[BIAS] = layout(bias[None, columns]), bias[columns].ctypes.data
+        post_ops: list[tuple[str, object]] = [] if activation is None else [("eltwise", activation)]
+        for kind, operand in (("mul", None if gate is None else gate[None, columns]),
+                              ("add", None if residual is None else residual[:, columns])):
+            if operand is not None:
+                pointers[post_op_arg(len(post_ops))] = operand.ctypes.data
+                post_ops.append((kind, layout(operand)))
+        width = bits.shape[1]
+        matmul(layout(bits), ((width, part.shape[0]), (1, width), BF16), layout(out[:, columns]), bias_layout,
+               tuple(post_ops)).run(pointers)
 
     _in_parallel(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return out
@@ -363,18 +418,23 @@ def _buffers(rows: int, keys: int) -> tuple[np.ndarray, np.ndarray]:
     return _scratch.scores, _scratch.probs
 
 
-def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
     """``softmax(query @ key^T) @ value`` for each batch item and head, in bf16 with float32
     scores and sums: ``query [B, Sq, H, D]`` (already scaled), ``key``/``value [B, Sk, H, D]``,
-    float32; ``mask [B, Sk]`` True where a key may be attended to. Returns ``[B, Sq, H, D]``.
+    float32 or bf16 bits; ``mask [B, Sk]`` True where a key may be attended to. Written to
+    ``out [B, Sq, H*D]`` (float32 or bf16 bits; rows may be strided) or to a new float32
+    ``[B, Sq, H, D]``.
 
     Heads are read in place (strided), so nothing is transposed; each task is one head of
     one block of queries, whose scores go through a softmax that writes bf16 directly.
     """
-    query, key, value = to_bf16(query), to_bf16(key), to_bf16(value)
+    query, key, value = (a if a.dtype == np.uint16 else to_bf16(a) for a in (query, key, value))
+    query, key, value = (np.ascontiguousarray(a) for a in (query, key, value))
     batch, queries, heads, dim = query.shape
     keys, row = key.shape[1], heads * dim
-    out = np.empty(query.shape, np.float32)
+    out = np.empty(query.shape, np.float32) if out is None else out
+    out_row, out_type, out_size = out.strides[1] // out.itemsize, _TYPES[out.dtype], out.itemsize
     additive = None if mask is None else np.where(mask, 0.0, _LOWEST).astype(np.float32)
 
     def work(task: tuple[int, int, int]) -> None:
@@ -387,13 +447,13 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
         mask_layout = None
         if additive is not None:
             mask_layout = _rows((1, keys), F32)
-            pointers[POST_OP_SRC_1] = additive.ctypes.data + 4 * b * keys
+            pointers[post_op_arg(0)] = additive.ctypes.data + 4 * b * keys
         matmul(((rows, dim), (row, 1), BF16), ((dim, keys), (1, row), BF16), score_layout, None,
-               mask_layout).run(pointers)
+               () if mask_layout is None else (("add", mask_layout),)).run(pointers)
         softmax(score_layout, _rows((rows, keys), BF16), 1).run({SRC: scores.ctypes.data, DST: probs.ctypes.data})
-        matmul(_rows((rows, keys), BF16), ((keys, dim), (row, 1), BF16), ((rows, dim), (row, 1), F32)).run(
+        matmul(_rows((rows, keys), BF16), ((keys, dim), (row, 1), BF16), ((rows, dim), (out_row, 1), out_type)).run(
             {SRC: probs.ctypes.data, WEIGHTS: value.ctypes.data + 2 * ((b * keys * heads + h) * dim),
-             DST: out.ctypes.data + 4 * (((b * queries + start) * heads + h) * dim)})
+             DST: out.ctypes.data + b * out.strides[0] + start * out.strides[1] + out_size * h * dim})
 
     _in_parallel(work, [(b, h, s) for b in range(batch) for h in range(heads) for s in range(0, queries, QUERY_BLOCK)])
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mindspore import Tensor, mint, nn, ops
 
 from plugins.common.layers import LayerNorm, Linear
+from plugins.hunyuanvideo_transformer import onednn_blocks
 from plugins.hunyuanvideo_transformer.attention import JointAttention, SingleAttention
 
 
@@ -105,7 +106,9 @@ class AdaNormContinuous(nn.Cell):
 
 class DualStreamBlock(nn.Cell):
     """Video and text keep separate modulation, QKV and MLP weights and meet in one
-    joint attention."""
+    joint attention. With ``onednn_path`` set, ``onednn_blocks`` computes it."""
+
+    onednn_path = False
 
     def __init__(self, heads: int, head_dim: int, mlp_ratio: float) -> None:
         super().__init__()
@@ -121,6 +124,8 @@ class DualStreamBlock(nn.Cell):
     def construct(self, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
                   mask: Tensor | None, replace_temb: Tensor | None = None,
                   replaced: int = 0) -> tuple[Tensor, Tensor]:
+        if self.onednn_path and onednn_blocks.fusable(self):
+            return onednn_blocks.dual_block(self, video, text, temb, cos, sin, mask, replace_temb, replaced)
         norm_video, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(video, temb, replace_temb, replaced)
         norm_text, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = self.norm1_context(text, temb)
         video_attn, text_attn = self.attn(norm_video, norm_text, cos, sin, mask)
@@ -133,7 +138,9 @@ class DualStreamBlock(nn.Cell):
 
 class SingleStreamBlock(nn.Cell):
     """One stream over the joint ``[video; text]`` sequence: attention and a parallel MLP
-    branch, concatenated into ``proj_out``."""
+    branch, concatenated into ``proj_out``. With ``onednn_path`` set, ``onednn_blocks`` computes it."""
+
+    onednn_path = False
 
     def __init__(self, heads: int, head_dim: int, mlp_ratio: float) -> None:
         super().__init__()
@@ -146,6 +153,8 @@ class SingleStreamBlock(nn.Cell):
 
     def construct(self, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
                   replace_temb: Tensor | None = None, replaced: int = 0) -> Tensor:
+        if self.onednn_path and onednn_blocks.fusable(self):
+            return onednn_blocks.single_block(self, x, temb, cos, sin, mask, replace_temb, replaced)
         normed, gate = self.norm(x, temb, replace_temb, replaced)
         mlp = self.proj_mlp(normed)
         attn = self.attn(normed, cos, sin, mask)

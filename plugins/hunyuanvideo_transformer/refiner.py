@@ -7,6 +7,7 @@ from __future__ import annotations
 from mindspore import Tensor, nn
 
 from plugins.common.layers import LayerNorm, Linear
+from plugins.hunyuanvideo_transformer import onednn_blocks
 from plugins.hunyuanvideo_transformer.attention import RefinerAttention
 from plugins.hunyuanvideo_transformer.blocks import FeedForward, gated, modulation
 from plugins.hunyuanvideo_transformer.embeddings import ConditionEmbedding
@@ -27,6 +28,10 @@ class _GateNorm(nn.Cell):
 
 
 class RefinerBlock(nn.Cell):
+    """With ``onednn_path`` set, ``onednn_blocks`` computes it."""
+
+    onednn_path = False
+
     def __init__(self, heads: int, head_dim: int) -> None:
         super().__init__()
         dim = heads * head_dim
@@ -37,6 +42,8 @@ class RefinerBlock(nn.Cell):
         self.norm_out = _GateNorm(dim)
 
     def construct(self, x: Tensor, temb: Tensor, mask: Tensor | None) -> Tensor:
+        if self.onednn_path and onednn_blocks.fusable(self):
+            return onednn_blocks.refiner_block(self, x, temb, mask)
         gate_msa, gate_mlp = self.norm_out(temb)
         x = gated(x, self.attn(self.norm1(x), mask), gate_msa)
         return gated(x, self.ff(self.norm2(x)), gate_mlp)

@@ -1,0 +1,216 @@
+"""The blocks' forward on the oneDNN path (bf16 matmuls on the CPU), on numpy arrays.
+
+The same arithmetic as the blocks' ``construct`` (``blocks``, ``attention``, ``refiner``), with
+the steps between the matmuls folded into oneDNN calls rather than run as separate MindSpore
+ops: each norm applies its modulation (``1 + scale`` and ``shift`` as the norm's own scale and
+shift) and writes bf16, which is what the next matmuls read; gate and residual are post-ops of
+the output projection; query, key and value are written into joint buffers, so nothing is
+concatenated; the attention's softmax scale rides in the query norm's weight. The residual
+stream, the norms' statistics and the softmax stay float32, as on the cell-by-cell path.
+
+A block takes this path when it is switched to oneDNN and its linear layers are plain
+``Linear``s: a layer that computes otherwise (a split across processes) keeps the cell path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from plugins.common import onednn
+from plugins.common.layers import Linear
+from plugins.common.precision import computable
+
+# Rows ``[start, stop)`` of one batch item and the modulation vectors ``[parts, D]`` they take.
+Segment = tuple[int, int, np.ndarray]
+
+
+def fusable(block: nn.Cell) -> bool:
+    """Whether every linear layer of ``block`` computes as ``Linear`` does."""
+    return all(type(cell).construct is Linear.construct
+               for _, cell in block.cells_and_names() if isinstance(cell, Linear))
+
+
+def host(x: Tensor) -> np.ndarray:
+    """``x`` as float32 numpy (no copy for a float32 tensor that is not a view)."""
+    return (x if x.dtype == ms.float32 else x.float()).asnumpy()
+
+
+def _tensor(x: np.ndarray) -> Tensor:
+    return ms.from_numpy(x)
+
+
+def _vector(param: ms.Parameter) -> np.ndarray:
+    return computable(param).asnumpy()
+
+
+def _segments(linear: Linear, temb: Tensor, parts: int, length: int, replace_temb: Tensor | None = None,
+              replaced: int = 0) -> list[list[Segment]]:
+    """Each item's row segments and their modulation vectors, ``linear(silu(temb))`` split in
+    ``parts``; under token replacement the first ``replaced`` rows take ``replace_temb``'s."""
+    def vectors(condition: Tensor) -> np.ndarray:
+        return host(linear(ops.silu(condition))).reshape(condition.shape[0], parts, -1)
+
+    if replace_temb is None:
+        return [[(0, length, item)] for item in vectors(temb)]
+    return [[(0, replaced, first), (replaced, length, item)]
+            for first, item in zip(vectors(replace_temb), vectors(temb), strict=True)]
+
+
+def _modulated(x: np.ndarray, segments: list[list[Segment]], shift: int, scale: int, eps: float) -> np.ndarray:
+    """``layer_norm(x) * (1 + scale) + shift`` in bf16 bits, ``x [B, N, D]``."""
+    out = np.empty(x.shape, np.uint16)
+    for b, item in enumerate(segments):
+        for start, stop, vectors in item:
+            onednn.normalize(x[b, start:stop], eps, 1 + vectors[scale], vectors[shift], out=out[b, start:stop])
+    return out
+
+
+def _gated(layer: Linear, update: np.ndarray, x: np.ndarray, segments: list[list[Segment]], gate: int) -> np.ndarray:
+    """The residual ``x + layer(update) * gate``, the gate and sum inside the matmul."""
+    out = np.empty(x.shape, np.float32)
+    layer.on_onednn([{"x": update[b, start:stop], "gate": vectors[gate], "residual": x[b, start:stop],
+                      "out": out[b, start:stop]}
+                     for b, item in enumerate(segments) for start, stop, vectors in item])
+    return out
+
+
+def _project(layer: Linear, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``layer`` from each ``[B, N, K]`` input into its ``[B, N, D]`` output (float32 or bf16 bits)."""
+    layer.on_onednn([{"x": x[b], "out": out[b]} for x, out in pairs for b in range(x.shape[0])])
+
+
+def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
+    """The rotary embedding in place on ``x [N, H, D]`` float32, ``cos``/``sin [N, D]`` as
+    ``attention.apply_rope`` takes them (pair signs in ``sin``)."""
+    def work(rows: slice) -> None:
+        part = x[rows]
+        pairs = part.reshape(*part.shape[:2], -1, 2)
+        swapped = np.empty_like(pairs)
+        swapped[..., 0], swapped[..., 1] = pairs[..., 1], pairs[..., 0]
+        swapped = swapped.reshape(part.shape)
+        swapped *= sin[rows, None]
+        part *= cos[rows, None]
+        part += swapped
+
+    onednn.for_row_blocks(x.shape[0], work)
+
+
+class _Joint:
+    """Query, key and value of a joint sequence ``[B, S, H*D]``, filled by projections of its
+    parts, then normed per head, rotated and rounded to bf16 for the attention."""
+
+    def __init__(self, batch: int, length: int, heads: int, head_dim: int) -> None:
+        self.heads, self.head_dim = heads, head_dim
+        self.query = np.empty((batch, length, heads * head_dim), np.float32)
+        self.key = np.empty_like(self.query)
+        self.value = np.empty(self.query.shape, np.uint16)
+
+    def project(self, attention: nn.Cell, x: np.ndarray, rows: slice, names: tuple[str, str, str]) -> None:
+        """``x``'s query, key and value by ``attention``'s layers ``names`` into ``rows``."""
+        for name, buffer in zip(names, (self.query, self.key, self.value), strict=True):
+            _project(getattr(attention, name), [(x, buffer[:, rows])])
+
+    def norm(self, rows: slice, norm_q: nn.Cell, norm_k: nn.Cell) -> None:
+        """RMS norms of query and key heads in ``rows``, with the softmax scale in the query's."""
+        scale = 1.0 / math.sqrt(self.head_dim)
+        for buffer, norm, factor in ((self.query, norm_q, scale), (self.key, norm_k, 1.0)):
+            for item in buffer[:, rows]:
+                heads = item.reshape(-1, self.head_dim)
+                onednn.normalize(heads, norm.eps, _vector(norm.weight) * np.float32(factor), centre=False, out=heads)
+
+    def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
+               sin: np.ndarray | None = None) -> None:
+        """Attention into ``out [B, S, H*D]`` (bf16 bits); the rotary embedding first where given."""
+        batch, length, _ = self.query.shape
+        if cos is not None:
+            for buffer in (self.query, self.key):
+                for item in buffer:
+                    _rotate(item.reshape(length, self.heads, self.head_dim), cos, sin)
+        shape = (batch, length, self.heads, self.head_dim)
+        keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
+        onednn.attention(onednn.to_bf16(self.query).reshape(shape), onednn.to_bf16(self.key).reshape(shape),
+                         self.value.reshape(shape), keep, out=out)
+
+
+def _tables(cos: Tensor, sin: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The rotary tables ``[S, D]`` from the blocks' ``[B or 1, S, H or 1, D]``."""
+    return host(cos)[0, :, 0], host(sin)[0, :, 0]
+
+
+def dual_block(block: nn.Cell, video: Tensor, text: Tensor, temb: Tensor, cos: Tensor, sin: Tensor,
+               mask: Tensor | None, replace_temb: Tensor | None, replaced: int) -> tuple[Tensor, Tensor]:
+    """``DualStreamBlock.construct`` on oneDNN."""
+    video, text = host(video), host(text)
+    batch, length, _ = video.shape
+    attn = block.attn
+    video_mod = _segments(block.norm1.linear, temb, 6, length, replace_temb, replaced)
+    text_mod = _segments(block.norm1_context.linear, temb, 6, text.shape[1])
+    joint = _Joint(batch, length + text.shape[1], attn.heads, attn.head_dim)
+    video_rows, text_rows = slice(0, length), slice(length, None)
+    joint.project(attn, _modulated(video, video_mod, 0, 1, block.norm1.norm.eps), video_rows,
+                  ("to_q", "to_k", "to_v"))
+    joint.project(attn, _modulated(text, text_mod, 0, 1, block.norm1_context.norm.eps), text_rows,
+                  ("add_q_proj", "add_k_proj", "add_v_proj"))
+    joint.norm(video_rows, attn.norm_q, attn.norm_k)
+    joint.norm(text_rows, attn.norm_added_q, attn.norm_added_k)
+    out = np.empty(joint.value.shape, np.uint16)
+    joint.attend(mask, out, *_tables(cos, sin))
+    video = _gated(attn.to_out[0], out[:, video_rows], video, video_mod, 2)
+    text = _gated(attn.to_add_out, out[:, text_rows], text, text_mod, 2)
+    video = _feed_forward(block.ff, _modulated(video, video_mod, 3, 4, block.norm2.eps), video, video_mod)
+    text = _feed_forward(block.ff_context, _modulated(text, text_mod, 3, 4, block.norm2_context.eps), text,
+                         text_mod)
+    return _tensor(video), _tensor(text)
+
+
+def _feed_forward(ff: nn.Cell, normed: np.ndarray, x: np.ndarray, segments: list[list[Segment]],
+                  gate: int = 5) -> np.ndarray:
+    """``x + ff(normed) * gate``, the hidden layer kept in bf16."""
+    up = ff.net[0].proj
+    hidden = np.empty((*normed.shape[:2], up.weight.shape[0]), np.uint16)
+    _project(up, [(normed, hidden)])
+    return _gated(ff.net[2], hidden, x, segments, gate)
+
+
+def single_block(block: nn.Cell, x: Tensor, temb: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
+                 replace_temb: Tensor | None, replaced: int) -> Tensor:
+    """``SingleStreamBlock.construct`` on oneDNN: attention and MLP write their halves of
+    ``proj_out``'s input side by side."""
+    x = host(x)
+    batch, length, dim = x.shape
+    attn = block.attn
+    modulation = _segments(block.norm.linear, temb, 3, length, replace_temb, replaced)
+    normed = _modulated(x, modulation, 0, 1, block.norm.norm.eps)
+    both = np.empty((batch, length, dim + block.proj_mlp.weight.shape[0]), np.uint16)
+    _project(block.proj_mlp, [(normed, both[..., dim:])])
+    joint = _Joint(batch, length, attn.heads, attn.head_dim)
+    every = slice(None)
+    joint.project(attn, normed, every, ("to_q", "to_k", "to_v"))
+    joint.norm(every, attn.norm_q, attn.norm_k)
+    joint.attend(mask, both[..., :dim], *_tables(cos, sin))
+    return _tensor(_gated(block.proj_out, both, x, modulation, 2))
+
+
+def refiner_block(block: nn.Cell, x: Tensor, temb: Tensor, mask: Tensor | None) -> Tensor:
+    """``RefinerBlock.construct`` on oneDNN."""
+    x = host(x)
+    batch, length, _ = x.shape
+    attn = block.attn
+    gates = _segments(block.norm_out.linear, temb, 2, length)
+    norm1, norm2 = block.norm1, block.norm2
+    normed = np.empty(x.shape, np.uint16)
+    for b in range(batch):
+        onednn.normalize(x[b], norm1.eps, _vector(norm1.weight), _vector(norm1.bias), out=normed[b])
+    joint = _Joint(batch, length, attn.heads, attn.head_dim)
+    joint.project(attn, normed, slice(None), ("to_q", "to_k", "to_v"))
+    joint.query *= np.float32(1.0 / math.sqrt(attn.head_dim))
+    out = np.empty(joint.value.shape, np.uint16)
+    joint.attend(mask, out)
+    x = _gated(attn.to_out[0], out, x, gates, 0)
+    for b in range(batch):
+        onednn.normalize(x[b], norm2.eps, _vector(norm2.weight), _vector(norm2.bias), out=normed[b])
+    return _tensor(_feed_forward(block.ff, normed, x, gates, 1))
