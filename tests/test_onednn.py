@@ -101,16 +101,25 @@ def attention_reference(query, key, value, mask):
 @needs_bf16
 @settings(max_examples=30, deadline=None)
 @given(batch=st.integers(1, 2), queries=st.integers(1, 20), keys=st.integers(1, 20), heads=st.integers(1, 3),
-       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), seed=st.integers(0, 2**31 - 1))
+       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), bounded=st.booleans(),
+       spread=st.sampled_from([1.0, 12.0]), seed=st.integers(0, 2**31 - 1))
 def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, queries, keys, heads, dim, masked,
-                                                           seed):
+                                                           bounded, spread, seed):
+    """With score bounds, heads bounded by ``EXP_SAFE`` take exp as a post-op (``spread`` 1), the
+    others (``spread`` 12 puts most bounds above it) the softmax; both give the softmax."""
     monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
     rng = np.random.default_rng(seed)
     query, key, value = (rng.standard_normal((batch, length, heads, dim), dtype=np.float32)
                          for length in (queries, keys, keys))
+    query *= spread / np.sqrt(dim)
     mask = rng.random((batch, keys)) < 0.6 if masked else None
+    bounds = None
+    if bounded:
+        bounds = (onednn.row_norm_maxima(query.reshape(batch, queries, -1), heads)
+                  * onednn.row_norm_maxima(key.reshape(batch, keys, -1), heads))
+        assert (np.abs(np.einsum("bqhd,bkhd->bhqk", query, key)).max(axis=(2, 3)) <= bounds * (1 + 1e-6)).all()
     expected = attention_reference(query, key, value, mask)
-    actual = onednn.attention(query, key, value, mask)
+    actual = onednn.attention(query, key, value, mask, score_bounds=bounds)
     np.testing.assert_allclose(actual, expected, atol=1e-2 * np.abs(value).max(), rtol=0)
 
     # bf16 operands in, into bf16 rows strided inside a wider array (as a single block writes it)

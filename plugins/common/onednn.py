@@ -349,7 +349,8 @@ def layout(array: np.ndarray) -> Layout:
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(_threads(), thread_name_prefix="onednn")
+    """The helper threads: one fewer than the cores, since the calling thread works too."""
+    return ThreadPoolExecutor(max(1, _threads() - 1), thread_name_prefix="onednn")
 
 
 def _threads() -> int:
@@ -357,11 +358,19 @@ def _threads() -> int:
 
 
 def _in_parallel(work: Callable[[object], None], tasks: Sequence[object]) -> None:
-    if len(tasks) == 1:
-        work(tasks[0])
-        return
-    for future in [_pool().submit(work, task) for task in tasks]:
+    """``work`` on every task, the tasks dealt round-robin into one share per core: the calling
+    thread runs the first share while the pool runs the others (a hand-off to a sleeping pool
+    thread costs about 80 us here, which a layer on few tokens feels)."""
+    shares = [tasks[i::_threads()] for i in range(min(_threads(), len(tasks)))]
+    futures = [_pool().submit(_each, work, share) for share in shares[1:]]
+    _each(work, shares[0])
+    for future in futures:
         future.result()
+
+
+def _each(work: Callable[[object], None], tasks: Sequence[object]) -> None:
+    for task in tasks:
+        work(task)
 
 
 def for_row_blocks(rows: int, work: Callable[[slice], None]) -> None:
@@ -393,7 +402,7 @@ def to_bf16(array: np.ndarray) -> np.ndarray:
     return out.reshape(array.shape)
 
 
-ACTIVATIONS = {"gelu_tanh": 0x2B, "silu": 0x2C}  # dnnl_eltwise_gelu_tanh, dnnl_eltwise_swish (alpha 1)
+ACTIVATIONS = {"gelu_tanh": 0x2B, "silu": 0x2C, "exp": 0x2A}  # dnnl_eltwise_gelu_tanh, _swish (alpha 1), _exp
 _COLUMNS_PER_TASK = 256  # the column split of a linear layer across threads
 
 
@@ -448,8 +457,12 @@ def _buffers(rows: int, keys: int) -> tuple[np.ndarray, np.ndarray]:
     return _scratch.scores, _scratch.probs
 
 
+EXP_SAFE = 60.0  # |score| up to which exp needs no shift: exp(60) = 1.1e26, so sums over 1e10 keys times
+# values up to 100 stay below float32's (and bf16's) largest, 3.4e38, and exp(-60) is far from underflow
+
+
 def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None = None,
-              out: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, score_bounds: np.ndarray | None = None) -> np.ndarray:
     """``softmax(query @ key^T) @ value`` for each batch item and head, in bf16 with float32
     scores and sums: ``query [B, Sq, H, D]`` (already scaled), ``key``/``value [B, Sk, H, D]``,
     float32 or bf16 bits; ``mask [B, Sk]`` True where a key may be attended to. Written to
@@ -460,6 +473,14 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
     with fewer heads than threads, a share of its queries): it packs the head's keys and values
     once into the layouts the matmuls choose, then takes its queries in blocks, whose scores go
     through a softmax that writes bf16 directly.
+
+    ``score_bounds [B, H]``, where the caller knows them, bound ``|query . key|`` per head. A head
+    whose bound is at most ``EXP_SAFE`` (and whose item has a key to attend to) needs no
+    softmax pass: exp is a post-op of the score matmul, written in bf16, and the output rows
+    are divided by their sums (a product with ones) after the second matmul. Softmax is
+    unchanged by the shift by each row's maximum that this skips; what changes is only which
+    value is rounded to bf16 (the exponential rather than the probability), by the same
+    relative amount.
     """
     query, key, value = (a if a.dtype == np.uint16 else to_bf16(a) for a in (query, key, value))
     query, key, value = (np.ascontiguousarray(a) for a in (query, key, value))
@@ -468,40 +489,78 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
     out = np.empty(query.shape, np.float32) if out is None else out
     out_row, out_type, out_size = out.strides[1] // out.itemsize, _TYPES[out.dtype], out.itemsize
     additive = None if mask is None else np.where(mask, 0.0, _LOWEST).astype(np.float32)
+    fast = np.zeros((batch, heads), bool) if score_bounds is None else score_bounds <= EXP_SAFE
+    if mask is not None:
+        fast &= mask.any(axis=1)[:, None]
+    ones = np.full((keys, 1), 0x3F80, np.uint16)  # bf16 1.0
 
     post_ops = () if additive is None else (("add", _rows((1, keys), F32)),)
     key_layout, value_layout = ((dim, keys), (1, row), BF16), ((keys, dim), (row, 1), BF16)
 
     def work(task: tuple[int, int, range]) -> None:
         b, h, starts = task
+        exp = bool(fast[b, h])
         head_keys = key.ctypes.data + 2 * ((b * keys * heads + h) * dim)
         head_values = value.ctypes.data + 2 * ((b * keys * heads + h) * dim)
-        packed: dict[int, tuple[_Primitive, _Primitive, np.ndarray, np.ndarray]] = {}  # by block rows
+        pack = len(starts) > 1  # a single block reads keys and values in place
+        matmuls: dict[int, tuple[_Primitive, _Primitive, tuple[np.ndarray, ...]]] = {}  # by block rows
         for start in starts:
             rows = min(QUERY_BLOCK, queries - start)
-            if rows not in packed:
-                scoring = matmul(((rows, dim), (row, 1), BF16), ((dim, keys), None, BF16), _rows((rows, keys), F32),
-                                 None, post_ops)
-                weighing = matmul(_rows((rows, keys), BF16), ((keys, dim), None, BF16),
-                                  ((rows, dim), (out_row, 1), out_type))
-                packed[rows] = (scoring, weighing, scoring.pack(key_layout, head_keys),
-                                weighing.pack(value_layout, head_values))
-            scoring, weighing, packed_keys, packed_values = packed[rows]
+            if rows not in matmuls:
+                scoring = matmul(((rows, dim), (row, 1), BF16), ((dim, keys), None if pack else key_layout[1], BF16),
+                                 _rows((rows, keys), BF16 if exp else F32), None,
+                                 post_ops + ((("eltwise", "exp"),) if exp else ()))
+                weighing = matmul(_rows((rows, keys), BF16), ((keys, dim), None if pack else value_layout[1], BF16),
+                                  _rows((rows, dim), F32) if exp else ((rows, dim), (out_row, 1), out_type))
+                packed = (scoring.pack(key_layout, head_keys), weighing.pack(value_layout, head_values)) if pack else ()
+                matmuls[rows] = (scoring, weighing, packed)
+            scoring, weighing, packed = matmuls[rows]
+            keys_at, values_at = (array.ctypes.data for array in packed) if pack else (head_keys, head_values)
             scores, probs = _buffers(rows, keys)
+            target = out.ctypes.data + b * out.strides[0] + start * out.strides[1] + out_size * h * dim
             pointers = {SRC: query.ctypes.data + 2 * (((b * queries + start) * heads + h) * dim),
-                        WEIGHTS: packed_keys.ctypes.data, DST: scores.ctypes.data}
+                        WEIGHTS: keys_at, DST: (probs if exp else scores).ctypes.data}
             if additive is not None:
                 pointers[post_op_arg(0)] = additive.ctypes.data + 4 * b * keys
             scoring.run(pointers)
-            softmax(_rows((rows, keys), F32), _rows((rows, keys), BF16), 1).run(
-                {SRC: scores.ctypes.data, DST: probs.ctypes.data})
-            weighing.run({SRC: probs.ctypes.data, WEIGHTS: packed_values.ctypes.data,
-                          DST: out.ctypes.data + b * out.strides[0] + start * out.strides[1] + out_size * h * dim})
+            if not exp:
+                softmax(_rows((rows, keys), F32), _rows((rows, keys), BF16), 1).run(
+                    {SRC: scores.ctypes.data, DST: probs.ctypes.data})
+                weighing.run({SRC: probs.ctypes.data, WEIGHTS: values_at, DST: target})
+                continue
+            sums, unscaled = np.empty((rows, 1), np.float32), np.empty((rows, dim), np.float32)
+            matmul(_rows((rows, keys), BF16), _rows((keys, 1), BF16), _rows((rows, 1), F32)).run(
+                {SRC: probs.ctypes.data, WEIGHTS: ones.ctypes.data, DST: sums.ctypes.data})
+            weighing.run({SRC: probs.ctypes.data, WEIGHTS: values_at, DST: unscaled.ctypes.data})
+            unscaled /= sums
+            reorder(_rows((rows, dim), F32), ((rows, dim), (out_row, 1), out_type)).run(
+                {SRC: unscaled.ctypes.data, DST: target})
 
     blocks = range(0, queries, QUERY_BLOCK)
     shares = max(1, min(len(blocks), _threads() // (batch * heads)))  # split queries only when heads are few
     _in_parallel(work, [(b, h, blocks[i::shares]) for b in range(batch) for h in range(heads) for i in range(shares)])
     return out
+
+
+def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
+    """The largest Euclidean norm over the rows of each head of ``x [B, S, H*D]`` float32, ``[B, H]``:
+    with a query's and a key's, a bound on their heads' scores (see ``attention``)."""
+    batch, length, width = x.shape
+    maxima = np.zeros((batch, heads), np.float32)
+    for b in range(batch):
+        heads_of = x[b].reshape(length, heads, width // heads)
+
+        def work(rows: slice, b: int = b, heads_of: np.ndarray = heads_of) -> None:
+            part = heads_of[rows]
+            squares = np.add.reduce(np.square(part), axis=-1).max(axis=0)
+            with _maxima_lock:
+                np.maximum(maxima[b], squares, out=maxima[b])
+
+        for_row_blocks(length, work)
+    return np.sqrt(maxima)
+
+
+_maxima_lock = threading.Lock()
 
 
 def _cpu_flags() -> set[str]:

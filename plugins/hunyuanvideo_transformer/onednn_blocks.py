@@ -124,7 +124,9 @@ class _Joint:
 
     def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
                sin: np.ndarray | None = None) -> None:
-        """Attention into ``out [B, S, H*D]`` (bf16 bits); the rotary embedding first where given."""
+        """Attention into ``out [B, S, H*D]`` (bf16 bits); the rotary embedding first where given. The
+        heads' largest query and key norms bound their scores, which lets most heads skip the
+        softmax's pass for the row maximum (see ``onednn.attention``)."""
         batch, length, _ = self.query.shape
         if cos is not None:
             for buffer in (self.query, self.key):
@@ -132,8 +134,9 @@ class _Joint:
                     _rotate(item.reshape(length, self.heads, self.head_dim), cos, sin)
         shape = (batch, length, self.heads, self.head_dim)
         keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
+        bounds = onednn.row_norm_maxima(self.query, self.heads) * onednn.row_norm_maxima(self.key, self.heads)
         onednn.attention(onednn.to_bf16(self.query).reshape(shape), onednn.to_bf16(self.key).reshape(shape),
-                         self.value.reshape(shape), keep, out=out)
+                         self.value.reshape(shape), keep, out=out, score_bounds=bounds)
 
 
 def _tables(cos: Tensor, sin: Tensor) -> tuple[np.ndarray, np.ndarray]:
