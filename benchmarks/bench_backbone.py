@@ -41,7 +41,9 @@ import zoo
 from contracts import TextEmbeddings
 from plugins.common.layers import Linear
 from plugins.common.onednn import bf16_unavailable
+from plugins.hunyuanvideo_transformer.blocks import DualStreamBlock, SingleStreamBlock
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
+from plugins.hunyuanvideo_transformer.refiner import RefinerBlock
 from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
 
 BENCH_MEDIUM = dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2)
@@ -50,6 +52,7 @@ WIDTHS = {"medium": BENCH_MEDIUM, "real": REAL_WIDTH}
 LATENTS = (1, 16, 5, 32, 32)
 TEXT_TOKENS = 256
 # Matmul shapes (M, K, N) for the ceiling: the model's widest projections at bench-medium.
+BLOCKS = (DualStreamBlock, SingleStreamBlock, RefinerBlock)  # what runs whole on oneDNN (onednn_blocks)
 PEAK_SHAPES = ((1536, 1536, 6144), (1536, 6144, 1536), (2048, 2048, 2048))
 
 
@@ -150,7 +153,8 @@ def main() -> None:
                         help="latent frames, height and width (16 channels)")
     parser.add_argument("--text-tokens", type=int, default=TEXT_TOKENS)
     parser.add_argument("--ablation", action="store_true",
-                        help="also ours with bf16 linear layers, attention and norms on the float32 path")
+                        help="also ours with bf16 linear layers only (attention and norms on the float32 path), "
+                             "and with every layer on oneDNN but the blocks run cell by cell")
     parser.add_argument("--real-tokens", type=int, default=None,
                         help="real (unpadded) text tokens out of --text-tokens (default: all)")
     args = parse_with_threads(parser)
@@ -174,12 +178,14 @@ def main() -> None:
         if bf16_missing is None:
             ours["ours bf16"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                    weight_dtype="bfloat16", compute_dtype="bfloat16")
-        if bf16_missing is None and args.ablation:  # bf16 linear layers; attention and norms in MindSpore
-            ours["ours bf16 linear"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
-                                                          weight_dtype="bfloat16", compute_dtype="bfloat16")
-            for _, cell in ours["ours bf16 linear"].network.cells_and_names():
-                if hasattr(cell, "onednn_path") and not isinstance(cell, Linear):
-                    cell.onednn_path = False
+        if bf16_missing is None and args.ablation:
+            for name, off in (("ours bf16 linear", lambda cell: not isinstance(cell, Linear)),
+                              ("ours bf16 cell by cell", lambda cell: isinstance(cell, BLOCKS))):
+                ours[name] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
+                                                weight_dtype="bfloat16", compute_dtype="bfloat16")
+                for _, cell in ours[name].network.cells_and_names():
+                    if hasattr(cell, "onednn_path") and off(cell):
+                        cell.onednn_path = False
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)
 
     inputs = dict(hidden_states=torch.from_numpy(latents), timestep=torch.from_numpy(timestep),
@@ -220,7 +226,7 @@ def main() -> None:
         print(f"ours bf16 left out: {bf16_missing}")
     for name in forwards:
         samples = times[name]
-        print(f"{name:15s} median {median[name]:7.3f} s  ({', '.join(f'{t:.3f}' for t in samples)})")
+        print(f"{name:22s} median {median[name]:7.3f} s  ({', '.join(f'{t:.3f}' for t in samples)})")
     best_reference = min(("diffusers fp32", "diffusers bf16"), key=median.__getitem__)
     best_ours = min(ours, key=median.__getitem__)
     print(f"best: {best_ours} / {best_reference} = {median[best_ours] / median[best_reference]:.2f}; "
