@@ -92,6 +92,10 @@ def forward_flops(config: HunyuanVideoTransformerConfig, latents: tuple[int, ...
     return batch * flops
 
 
+SETTLE = 0.15  # s before each timed call: MindSpore's actor thread spins for about 75 ms of CPU after an op,
+# which would otherwise take a core from whichever contender runs next
+
+
 def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
     """Wall times of ``repeats`` rounds, each calling every run once in turn, after one
     warm-up round."""
@@ -100,6 +104,7 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
+            time.sleep(SETTLE)
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)

@@ -92,7 +92,10 @@ class AdaNormZero(nn.Cell):
 
 
 class AdaNormContinuous(nn.Cell):
-    """The final norm: ``(scale, shift)`` from the conditioning, in that order."""
+    """The final norm: ``(scale, shift)`` from the conditioning, in that order. With ``onednn_path``
+    set, ``onednn_blocks`` computes it."""
+
+    onednn_path = False
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -100,6 +103,8 @@ class AdaNormContinuous(nn.Cell):
         self.norm = LayerNorm(dim, eps=1e-6, elementwise_affine=False)
 
     def construct(self, x: Tensor, temb: Tensor) -> Tensor:
+        if self.onednn_path:
+            return onednn_blocks.continuous_norm(self, x, temb)
         scale, shift = modulation(self.linear, temb, 2)
         return modulate(self.norm(x), shift, scale)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from mindspore import Tensor, mint, nn
 
 from plugins.common.layers import Linear
+from plugins.hunyuanvideo_transformer import onednn_blocks
 from plugins.hunyuanvideo_transformer.blocks import AdaNormContinuous, DualStreamBlock, SingleStreamBlock, expand
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
 from plugins.hunyuanvideo_transformer.embeddings import ConditionEmbedding, PatchEmbed
@@ -71,9 +72,9 @@ class HunyuanVideoTransformer3D(nn.Cell):
         for block in dual:
             video, text = block(video, text, temb, cos, sin, joint_mask, replace_temb, replaced)
         if single:
-            length = video.shape[1]
-            joint = mint.cat([video, text], 1)
+            length, on_host = video.shape[1], single[0].onednn_path  # (onednn_blocks: no MindSpore op)
+            joint = onednn_blocks.concatenate(video, text) if on_host else mint.cat([video, text], 1)
             for block in single:
                 joint = block(joint, temb, cos, sin, joint_mask, replace_temb, replaced)
-            video, text = joint[:, :length], joint[:, length:]
+            video, text = onednn_blocks.split(joint, length) if on_host else (joint[:, :length], joint[:, length:])
         return video, text

@@ -1,4 +1,5 @@
-"""The blocks' forward on the oneDNN path (bf16 matmuls on the CPU), on numpy arrays.
+"""The transformer's cells on the oneDNN path (bf16 matmuls on the CPU), on numpy arrays: the
+blocks, and the embedders and final norm around them.
 
 The same arithmetic as the blocks' ``construct`` (``blocks``, ``attention``, ``refiner``), with
 the steps between the matmuls folded into oneDNN calls rather than run as separate MindSpore
@@ -10,6 +11,8 @@ stream, the norms' statistics and the softmax stay float32, as on the cell-by-ce
 
 A block takes this path when it is switched to oneDNN and its linear layers are plain
 ``Linear``s: a layer that computes otherwise (a split across processes) keeps the cell path.
+Nothing here launches a MindSpore op: after each one MindSpore's actor thread spins for about
+75 ms of CPU, a core taken from the matmuls. Tensors cross in and out without copies.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from mindspore import Tensor, nn
 
 from plugins.common import onednn
 from plugins.common.layers import Linear
-from plugins.common.precision import computable
+from plugins.common.precision import bf16_operand, computable
 
 # Rows ``[start, stop)`` of one batch item and the modulation vectors ``[parts, D]`` they take.
 Segment = tuple[int, int, np.ndarray]
@@ -47,16 +50,19 @@ def _vector(param: ms.Parameter) -> np.ndarray:
     return computable(param).asnumpy()
 
 
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1 + np.exp(-x))
+
+
 def _segments(linear: Linear, temb: Tensor, parts: int, length: int, replace_temb: Tensor | None = None,
               replaced: int = 0) -> list[list[Segment]]:
     """Each item's row segments and their modulation vectors, ``linear(silu(temb))`` split in
     ``parts``; under token replacement the first ``replaced`` rows take ``replace_temb``'s.
 
-    The SiLU is numpy's: a block on this path launches no MindSpore op, since after each one
-    MindSpore's actor thread spins for about 75 ms of CPU, a core taken from the matmuls."""
+    """
     def vectors(condition: Tensor) -> np.ndarray:
         x = host(condition)
-        out, = linear.on_onednn([{"x": x / (1 + np.exp(-x))}])
+        out, = linear.on_onednn([{"x": _silu(x)}])
         return out.reshape(x.shape[0], parts, -1)
 
     if replace_temb is None:
@@ -65,9 +71,10 @@ def _segments(linear: Linear, temb: Tensor, parts: int, length: int, replace_tem
             for first, item in zip(vectors(replace_temb), vectors(temb), strict=True)]
 
 
-def _modulated(x: np.ndarray, segments: list[list[Segment]], shift: int, scale: int, eps: float) -> np.ndarray:
-    """``layer_norm(x) * (1 + scale) + shift`` in bf16 bits, ``x [B, N, D]``."""
-    out = np.empty(x.shape, np.uint16)
+def _modulated(x: np.ndarray, segments: list[list[Segment]], shift: int, scale: int, eps: float,
+               dtype: type = np.uint16) -> np.ndarray:
+    """``layer_norm(x) * (1 + scale) + shift``, ``x [B, N, D]``, in bf16 bits (or float32)."""
+    out = np.empty(x.shape, dtype)
     for b, item in enumerate(segments):
         for start, stop, vectors in item:
             onednn.normalize(x[b, start:stop], eps, 1 + vectors[scale], vectors[shift], out=out[b, start:stop])
@@ -222,3 +229,55 @@ def refiner_block(block: nn.Cell, x: Tensor, temb: Tensor, mask: Tensor | None) 
     for b in range(batch):
         onednn.normalize(x[b], norm2.eps, _vector(norm2.weight), _vector(norm2.bias), out=normed[b])
     return _tensor(_feed_forward(block.ff, normed, x, gates, 1))
+
+
+def mlp_embedding(cell: nn.Cell, x: Tensor) -> np.ndarray:
+    """``MLPEmbedding.construct``: ``linear_2(silu(linear_1(x)))``."""
+    hidden, = cell.linear_1.on_onednn([{"x": host(x)}])
+    out, = cell.linear_2.on_onednn([{"x": _silu(hidden)}])
+    return out
+
+
+def condition_embedding(cell: nn.Cell, timestep_sin: Tensor, pooled: Tensor, guidance_sin: Tensor | None) -> Tensor:
+    """``ConditionEmbedding.construct``."""
+    out = mlp_embedding(cell.timestep_embedder, timestep_sin)
+    if cell.guidance_embedder is not None:
+        out = out + mlp_embedding(cell.guidance_embedder, guidance_sin)
+    return _tensor(out + mlp_embedding(cell.text_embedder, pooled))
+
+
+def patch_embedding(cell: nn.Cell, patches: Tensor) -> Tensor:
+    """``PatchEmbed.construct``: the patch convolution's weight read as a ``[D, C*pt*p*p]`` matrix."""
+    patches = host(patches)
+    weight, done = bf16_operand(cell.proj.weight)
+    out = onednn.linear(patches.reshape(-1, patches.shape[-1]), weight.reshape(weight.shape[0], -1),
+                        _vector(cell.proj.bias))
+    if done is not None:
+        done()
+    return _tensor(out.reshape(*patches.shape[:2], -1))
+
+
+def token_refiner(cell: nn.Cell, text: Tensor, timestep_sin: Tensor, real: Tensor, mask: Tensor | None) -> Tensor:
+    """``TokenRefiner.construct``: the masked mean of the text, then its blocks (each on this path)."""
+    hidden, weights = host(text), host(real)
+    temb = cell.time_text_embed(timestep_sin, _tensor((hidden * weights).sum(1) / weights.sum(1)))
+    projected = np.empty((*hidden.shape[:2], cell.proj_in.weight.shape[0]), np.float32)
+    _project(cell.proj_in, [(hidden, projected)])
+    return cell.token_refiner(_tensor(projected), temb, mask)
+
+
+def continuous_norm(cell: nn.Cell, x: Tensor, temb: Tensor) -> Tensor:
+    """``AdaNormContinuous.construct``: its vectors come as ``(scale, shift)``."""
+    x = host(x)
+    return _tensor(_modulated(x, _segments(cell.linear, temb, 2, x.shape[1]), 1, 0, cell.norm.eps, np.float32))
+
+
+def concatenate(video: Tensor, text: Tensor) -> Tensor:
+    """The joint sequence ``[video; text]`` for the single-stream blocks."""
+    return _tensor(np.concatenate([host(video), host(text)], axis=1))
+
+
+def split(joint: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """The joint sequence's video and text tokens, each contiguous."""
+    joint = host(joint)
+    return _tensor(np.ascontiguousarray(joint[:, :length])), _tensor(np.ascontiguousarray(joint[:, length:]))

@@ -64,8 +64,11 @@ class TokenRefiner(nn.Cell):
     """``text [B, L, text_dim]`` -> ``[B, L, heads * head_dim]``.
 
     ``real [B, L, 1]`` is 1.0 at real tokens (for the mean); ``mask [B, 1, 1, L]`` is
-    the key mask of the self-attention, or None when every token is real.
+    the key mask of the self-attention, or None when every token is real. With ``onednn_path``
+    set, ``onednn_blocks`` computes it.
     """
+
+    onednn_path = False
 
     def __init__(self, text_dim: int, heads: int, head_dim: int, layers: int) -> None:
         super().__init__()
@@ -75,6 +78,8 @@ class TokenRefiner(nn.Cell):
         self.token_refiner = _RefinerBlocks(heads, head_dim, layers)
 
     def construct(self, text: Tensor, timestep_sin: Tensor, real: Tensor, mask: Tensor | None) -> Tensor:
+        if self.onednn_path:
+            return onednn_blocks.token_refiner(self, text, timestep_sin, real, mask)
         pooled = (text * real).sum(1) / real.sum(1)
         temb = self.time_text_embed(timestep_sin, pooled)
         return self.token_refiner(self.proj_in(text), temb, mask)
