@@ -41,9 +41,8 @@ import zoo
 from contracts import TextEmbeddings
 from plugins.common.layers import Linear
 from plugins.common.onednn import bf16_unavailable
-from plugins.hunyuanvideo_transformer.blocks import DualStreamBlock, SingleStreamBlock
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
-from plugins.hunyuanvideo_transformer.refiner import RefinerBlock
+from plugins.hunyuanvideo_transformer.model import WHOLE_ON_ONEDNN
 from plugins.hunyuanvideo_transformer.tables import TIMESTEP_CHANNELS
 
 BENCH_MEDIUM = dict(num_attention_heads=12, attention_head_dim=128, num_layers=2, num_single_layers=2)
@@ -52,7 +51,6 @@ WIDTHS = {"medium": BENCH_MEDIUM, "real": REAL_WIDTH}
 LATENTS = (1, 16, 5, 32, 32)
 TEXT_TOKENS = 256
 # Matmul shapes (M, K, N) for the ceiling: the model's widest projections at bench-medium.
-BLOCKS = (DualStreamBlock, SingleStreamBlock, RefinerBlock)  # what runs whole on oneDNN (onednn_blocks)
 PEAK_SHAPES = ((1536, 1536, 6144), (1536, 6144, 1536), (2048, 2048, 2048))
 
 
@@ -185,7 +183,7 @@ def main() -> None:
                                                    weight_dtype="bfloat16", compute_dtype="bfloat16")
         if bf16_missing is None and args.ablation:
             for name, off in (("ours bf16 linear", lambda cell: not isinstance(cell, Linear)),
-                              ("ours bf16 cell by cell", lambda cell: isinstance(cell, BLOCKS))):
+                              ("ours bf16 cell by cell", lambda cell: isinstance(cell, WHOLE_ON_ONEDNN))):
                 ours[name] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                 weight_dtype="bfloat16", compute_dtype="bfloat16")
                 for _, cell in ours[name].network.cells_and_names():

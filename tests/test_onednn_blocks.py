@@ -1,8 +1,8 @@
-"""The blocks on the oneDNN path (``onednn_blocks``: norms with their modulation, gates and
-residuals inside the matmuls, joint query/key/value buffers) compute what the same bf16
-backbone computes cell by cell, on tiny configurations hypothesis draws: batches of one and two
-with padded text, every block kind, token replacement, and a block whose layers are not plain
-``Linear``s keeps the cell path."""
+"""The transformer's blocks, embedders and final norm on the oneDNN path (``onednn_blocks``: norms
+with their modulation, gates and residuals inside the matmuls, joint query/key/value buffers)
+compute what the same bf16 backbone computes cell by cell, on tiny configurations hypothesis
+draws: batches of one and two with padded text, every block kind, token replacement; and a block
+whose layers are not plain ``Linear``s keeps the cell path."""
 
 from __future__ import annotations
 
@@ -17,18 +17,16 @@ import zoo
 from contracts import TextEmbeddings
 from plugins.common.layers import Linear
 from plugins.hunyuanvideo_transformer import onednn_blocks
-from plugins.hunyuanvideo_transformer.blocks import DualStreamBlock, SingleStreamBlock
-from plugins.hunyuanvideo_transformer.refiner import RefinerBlock
+from plugins.hunyuanvideo_transformer.blocks import SingleStreamBlock
+from plugins.hunyuanvideo_transformer.model import WHOLE_ON_ONEDNN
 from tests.test_onednn import needs_bf16
 from tests.test_transformer_image_parity import configs as image_configs
 from tests.test_transformer_parity import configs, reference_model
 
-BLOCKS = (DualStreamBlock, SingleStreamBlock, RefinerBlock)
-
 
 def blocks_on_onednn(backbone, on: bool) -> None:
     for _, cell in backbone.network.cells_and_names():
-        if isinstance(cell, BLOCKS):
+        if isinstance(cell, WHOLE_ON_ONEDNN):
             cell.onednn_path = on
 
 

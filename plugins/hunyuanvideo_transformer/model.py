@@ -13,8 +13,13 @@ from plugins.common.layers import Linear
 from plugins.hunyuanvideo_transformer import onednn_blocks
 from plugins.hunyuanvideo_transformer.blocks import AdaNormContinuous, DualStreamBlock, SingleStreamBlock, expand
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
-from plugins.hunyuanvideo_transformer.embeddings import ConditionEmbedding, PatchEmbed
-from plugins.hunyuanvideo_transformer.refiner import TokenRefiner
+from plugins.hunyuanvideo_transformer.embeddings import ConditionEmbedding, MLPEmbedding, PatchEmbed
+from plugins.hunyuanvideo_transformer.refiner import RefinerBlock, TokenRefiner
+
+# The cells ``onednn_blocks`` computes whole when they are switched to oneDNN (their layers are
+# switched too, and compute cell by cell where these are not).
+WHOLE_ON_ONEDNN = (DualStreamBlock, SingleStreamBlock, RefinerBlock, TokenRefiner, ConditionEmbedding, MLPEmbedding,
+                   PatchEmbed, AdaNormContinuous)
 
 
 class HunyuanVideoTransformer3D(nn.Cell):
