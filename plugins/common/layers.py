@@ -64,10 +64,15 @@ def _affine(rows: Tensor, weight: Parameter | None, bias: Parameter | None) -> T
     return rows
 
 
+def host(x: Tensor) -> np.ndarray:
+    """``x`` as float32 numpy, for oneDNN (no copy for a float32 tensor that is not a view:
+    ``asnumpy()`` of a reshaped or sliced tensor copies it)."""
+    return (x if x.dtype == ms.float32 else x.float()).asnumpy()
+
+
 def _float32_rows(x: Tensor) -> np.ndarray:
-    """``x`` as a 2D float32 numpy array, for oneDNN (shared memory when ``x`` is float32)."""
-    x = x if x.dtype == ms.float32 else x.float()
-    return x.asnumpy().reshape(-1, x.shape[-1])
+    """``x`` as a 2D float32 numpy array, for oneDNN."""
+    return host(x).reshape(-1, x.shape[-1])
 
 
 def _like(out: np.ndarray, x: Tensor) -> Tensor:
@@ -174,15 +179,23 @@ class Linear(mint.nn.Linear):
         return _like(out, x)
 
     def on_onednn(self, calls: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """``onednn.linear`` with this layer's weight, bias and activation, once per entry of
-        ``calls`` (its other arguments: ``x``, and ``gate``, ``residual``, ``out`` where wanted),
-        taking the weight's bf16 bits once for them all."""
-        weight, done = bf16_operand(self.weight)
-        bias = None if self.bias is None else computable(self.bias).asnumpy()
-        outs = [onednn.linear(weight=weight, bias=bias, activation=self.activation, **call) for call in calls]
-        if done is not None:
-            done()
-        return outs
+        """``bf16_products`` of this layer's weight, bias and activation."""
+        return bf16_products(self.weight, self.bias, calls, self.activation)
+
+
+def bf16_products(weight: Parameter, bias: Parameter | None, calls: list[dict[str, np.ndarray]],
+                  activation: str | None = None) -> list[np.ndarray]:
+    """``onednn.linear`` with ``weight`` (its leading dim the outputs, the rest flattened, as a
+    convolution's), ``bias`` and ``activation``, once per entry of ``calls`` (its other arguments:
+    ``x``, and ``gate``, ``residual``, ``out`` where wanted), taking the weight's bf16 bits once
+    for them all."""
+    bits, done = bf16_operand(weight)
+    bits = bits.reshape(bits.shape[0], -1)
+    bias = None if bias is None else computable(bias).asnumpy()
+    outs = [onednn.linear(weight=bits, bias=bias, activation=activation, **call) for call in calls]
+    if done is not None:
+        done()
+    return outs
 
 
 def use_bf16_matmuls(network: nn.Cell) -> None:

@@ -417,7 +417,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
 
     The threads split the output columns, so each reads (and packs for AMX) only its share
     of the weight, which is the larger operand."""
-    bits = x if x.dtype == np.uint16 and x.ndim == 2 and x.strides[1] == 2 else to_bf16(x)
+    bits = x if x.dtype == np.uint16 else to_bf16(x)  # bf16 bits are read as they lie (see ``layout``)
     rows, outputs = bits.shape[0], weight.shape[0]
     out = np.empty((rows, outputs), np.float32) if out is None else out
     count = max(1, min(_threads(), outputs // _COLUMNS_PER_TASK))
@@ -546,21 +546,10 @@ def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
     """The largest Euclidean norm over the rows of each head of ``x [B, S, H*D]`` float32, ``[B, H]``:
     with a query's and a key's, a bound on their heads' scores (see ``attention``)."""
     batch, length, width = x.shape
-    maxima = np.zeros((batch, heads), np.float32)
-    for b in range(batch):
-        heads_of = x[b].reshape(length, heads, width // heads)
-
-        def work(rows: slice, b: int = b, heads_of: np.ndarray = heads_of) -> None:
-            part = heads_of[rows]
-            squares = np.add.reduce(np.square(part), axis=-1).max(axis=0)
-            with _maxima_lock:
-                np.maximum(maxima[b], squares, out=maxima[b])
-
-        for_row_blocks(length, work)
-    return np.sqrt(maxima)
-
-
-_maxima_lock = threading.Lock()
+    by_head = x.reshape(batch, length, heads, width // heads)
+    blocks: list[np.ndarray] = []  # each row block's largest squared norms (list.append is atomic)
+    for_row_blocks(length, lambda rows: blocks.append(np.square(by_head[:, rows]).sum(axis=-1).max(axis=1)))
+    return np.sqrt(np.max(blocks, axis=0))
 
 
 def _cpu_flags() -> set[str]:

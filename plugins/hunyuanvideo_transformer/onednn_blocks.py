@@ -24,8 +24,8 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from plugins.common import onednn
-from plugins.common.layers import Linear
-from plugins.common.precision import bf16_operand, computable
+from plugins.common.layers import Linear, bf16_products, host
+from plugins.common.precision import computable
 
 # Rows ``[start, stop)`` of one batch item and the modulation vectors ``[parts, D]`` they take.
 Segment = tuple[int, int, np.ndarray]
@@ -35,11 +35,6 @@ def fusable(block: nn.Cell) -> bool:
     """Whether every linear layer of ``block`` computes as ``Linear`` does."""
     return all(type(cell).construct is Linear.construct
                for _, cell in block.cells_and_names() if isinstance(cell, Linear))
-
-
-def host(x: Tensor) -> np.ndarray:
-    """``x`` as float32 numpy (no copy for a float32 tensor that is not a view)."""
-    return (x if x.dtype == ms.float32 else x.float()).asnumpy()
 
 
 def _tensor(x: np.ndarray) -> Tensor:
@@ -57,9 +52,7 @@ def _silu(x: np.ndarray) -> np.ndarray:
 def _segments(linear: Linear, temb: Tensor, parts: int, length: int, replace_temb: Tensor | None = None,
               replaced: int = 0) -> list[list[Segment]]:
     """Each item's row segments and their modulation vectors, ``linear(silu(temb))`` split in
-    ``parts``; under token replacement the first ``replaced`` rows take ``replace_temb``'s.
-
-    """
+    ``parts``; under token replacement the first ``replaced`` rows take ``replace_temb``'s."""
     def vectors(condition: Tensor) -> np.ndarray:
         x = host(condition)
         out, = linear.on_onednn([{"x": _silu(x)}])
@@ -130,9 +123,10 @@ class _Joint:
         """RMS norms of query and key heads in ``rows``, with the softmax scale in the query's."""
         scale = 1.0 / math.sqrt(self.head_dim)
         for buffer, norm, factor in ((self.query, norm_q, scale), (self.key, norm_k, 1.0)):
+            weight = _vector(norm.weight) * np.float32(factor)
             for item in buffer[:, rows]:
                 heads = item.reshape(-1, self.head_dim)
-                onednn.normalize(heads, norm.eps, _vector(norm.weight) * np.float32(factor), centre=False, out=heads)
+                onednn.normalize(heads, norm.eps, weight, centre=False, out=heads)
 
     def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
                sin: np.ndarray | None = None) -> None:
@@ -216,19 +210,22 @@ def refiner_block(block: nn.Cell, x: Tensor, temb: Tensor, mask: Tensor | None) 
     batch, length, _ = x.shape
     attn = block.attn
     gates = _segments(block.norm_out.linear, temb, 2, length)
-    norm1, norm2 = block.norm1, block.norm2
-    normed = np.empty(x.shape, np.uint16)
-    for b in range(batch):
-        onednn.normalize(x[b], norm1.eps, _vector(norm1.weight), _vector(norm1.bias), out=normed[b])
+    normed = _affine_norm(block.norm1, x)
     joint = _Joint(batch, length, attn.heads, attn.head_dim)
     joint.project(attn, normed, slice(None), ("to_q", "to_k", "to_v"))
     joint.query *= np.float32(1.0 / math.sqrt(attn.head_dim))
     out = np.empty(joint.value.shape, np.uint16)
     joint.attend(mask, out)
     x = _gated(attn.to_out[0], out, x, gates, 0)
-    for b in range(batch):
-        onednn.normalize(x[b], norm2.eps, _vector(norm2.weight), _vector(norm2.bias), out=normed[b])
-    return _tensor(_feed_forward(block.ff, normed, x, gates, 1))
+    return _tensor(_feed_forward(block.ff, _affine_norm(block.norm2, x), x, gates, 1))
+
+
+def _affine_norm(norm: nn.Cell, x: np.ndarray) -> np.ndarray:
+    """A ``LayerNorm`` with its own weight and bias, of ``x [B, N, D]`` into bf16 bits."""
+    out = np.empty(x.shape, np.uint16)
+    onednn.normalize(x.reshape(-1, x.shape[-1]), norm.eps, _vector(norm.weight), _vector(norm.bias),
+                     out=out.reshape(-1, x.shape[-1]))
+    return out
 
 
 def mlp_embedding(cell: nn.Cell, x: Tensor) -> np.ndarray:
@@ -249,11 +246,7 @@ def condition_embedding(cell: nn.Cell, timestep_sin: Tensor, pooled: Tensor, gui
 def patch_embedding(cell: nn.Cell, patches: Tensor) -> Tensor:
     """``PatchEmbed.construct``: the patch convolution's weight read as a ``[D, C*pt*p*p]`` matrix."""
     patches = host(patches)
-    weight, done = bf16_operand(cell.proj.weight)
-    out = onednn.linear(patches.reshape(-1, patches.shape[-1]), weight.reshape(weight.shape[0], -1),
-                        _vector(cell.proj.bias))
-    if done is not None:
-        done()
+    out, = bf16_products(cell.proj.weight, cell.proj.bias, [{"x": patches.reshape(-1, patches.shape[-1])}])
     return _tensor(out.reshape(*patches.shape[:2], -1))
 
 
