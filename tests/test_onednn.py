@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from transformers import LlamaModel
 
 import zoo
-from plugins.common import onednn, runtime
+from plugins.common import native, onednn, runtime
 from plugins.common.layers import Linear
 from plugins.common.precision import narrow, to_float32
 from tests.test_precision import call, inputs, load, reference_output
@@ -98,16 +98,28 @@ def attention_reference(query, key, value, mask):
     return np.einsum("bhqk,bkhd->bqhd", probs, rounded(value))
 
 
-@needs_bf16
-@settings(max_examples=30, deadline=None)
-@given(batch=st.integers(1, 2), queries=st.integers(1, 20), keys=st.integers(1, 20), heads=st.integers(1, 3),
-       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), bounded=st.booleans(),
-       spread=st.sampled_from([1.0, 12.0]), seed=st.integers(0, 2**31 - 1))
-def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, queries, keys, heads, dim, masked,
-                                                           bounded, spread, seed):
-    """With score bounds, heads bounded by ``EXP_SAFE`` take exp as a post-op (``spread`` 1), the
-    others (``spread`` 12 puts most bounds above it) the softmax; both give the softmax."""
-    monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
+needs_fused = pytest.mark.skipif(native.library() is None or not onednn._has_amx(),
+                                 reason="the fused attention kernel needs AMX and the compiled module")
+
+
+@pytest.fixture(params=["matmuls", "fused"])
+def kernel(request, monkeypatch):
+    """Which attention runs: oneDNN matmuls, or the compiled AMX kernel (where it can run). Yields
+    the list of calls the fused kernel took."""
+    taken: list[bool] = []
+    fused = onednn._fused_attention
+    if request.param == "matmuls":
+        monkeypatch.setattr(onednn, "_fused_attention", lambda *args: False)
+    elif native.library() is None or not onednn._has_amx():
+        pytest.skip("the fused attention kernel needs AMX and the compiled module")
+    else:
+        monkeypatch.setattr(onednn, "_fused_attention", lambda *args: taken.append(fused(*args)) or taken[-1])
+    return request.param, taken
+
+
+def check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed):
+    """With score bounds, heads bounded by ``EXP_SAFE`` take exp without a shift (``spread`` 1),
+    the others (``spread`` 12 puts most bounds above it) the softmax; both give the softmax."""
     rng = np.random.default_rng(seed)
     query, key, value = (rng.standard_normal((batch, length, heads, dim), dtype=np.float32)
                          for length in (queries, keys, keys))
@@ -129,6 +141,35 @@ def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, batch, q
     np.testing.assert_allclose(widened(into).reshape(expected.shape), expected, rtol=0,
                                atol=1e-2 * np.abs(value).max() + 2.0 ** -8 * np.abs(expected).max())
     assert not wider[..., 0].any() and not wider[..., -2:].any()
+    name, taken = kernel
+    every_item_attends = mask is None or mask.any(axis=1).all()
+    assert taken == ([every_item_attends] * 2 if name == "fused" else [])
+
+
+@needs_bf16
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 2), queries=st.integers(1, 20), keys=st.integers(1, 20), heads=st.integers(1, 3),
+       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), bounded=st.booleans(),
+       spread=st.sampled_from([1.0, 12.0]), seed=st.integers(0, 2**31 - 1))
+def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, kernel, batch, queries, keys, heads, dim,
+                                                           masked, bounded, spread, seed):
+    kernel[1].clear()
+    monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
+    check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed)
+
+
+@needs_bf16
+@needs_fused
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 2), queries=st.integers(1, 80), keys=st.integers(200, 700), heads=st.integers(1, 2),
+       dim=st.sampled_from([6, 64, 128, 130]), masked=st.booleans(), bounded=st.booleans(),
+       spread=st.sampled_from([1.0, 12.0]), seed=st.integers(0, 2**31 - 1))
+def test_fused_attention_over_several_key_steps(kernel, batch, queries, keys, heads, dim, masked, bounded, spread,
+                                                seed):
+    """Sequences longer than the fused kernel's step of 256 keys and its 32 queries per task: the
+    running maxima and sums carry across steps, and the last step and task are partial."""
+    kernel[1].clear()
+    check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,13 @@ MindSpore's CPU backend has no bf16 matmul kernel, but the oneDNN it bundles
 run on AVX512_BF16 and AMX where the CPU has them. Its C API is called here through
 ``ctypes``: no compiled part of our own, nothing to build on a fresh machine.
 
-That oneDNN is built for a caller-provided thread pool and runs each primitive on the
-calling thread, so the work is split over rows and run on a thread pool of ours (ctypes
-releases the GIL during a call).
+That oneDNN is built for a caller-provided thread pool. Ours is compiled by the install step
+(``native/threadpool.cpp``): given to the streams, it runs every primitive on all cores with
+oneDNN's own partitioning, its workers spinning briefly between primitives. Where it was not
+built (or ``$HUNYUAN_ZOO_NATIVE=0``), oneDNN runs each primitive on the calling thread, and
+the work is split over rows or columns and run on a pool of Python threads (ctypes releases the
+GIL during a call). Attention runs as a fused AMX kernel of ours (``native/attention.cpp``)
+where the CPU has AMX and the module was built, else as oneDNN matmuls.
 
 Operands are numpy arrays: float32 activations are rounded to bf16 by oneDNN's reorder
 (round to nearest even), weights come as bf16 bits (``uint16``), and every product is
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.common import native
 from plugins.common.precision import narrow, to_float32
 
 F16, BF16, F32 = 1, 2, 3  # dnnl_data_type_t
@@ -82,6 +87,8 @@ def _lib() -> ctypes.CDLL:
         "dnnl_primitive_create": [ptr(vp), vp],
         "dnnl_primitive_execute": [vp, vp, i32, vp],
         "dnnl_stream_wait": [vp],
+        "dnnl_threadpool_interop_stream_create": [ptr(vp), vp, vp],
+        "dnnl_threadpool_interop_set_max_concurrency": [i32],
     }
     for name, argtypes in signatures.items():
         function = getattr(lib, name)
@@ -123,12 +130,35 @@ _streams = threading.local()
 
 
 def _stream() -> ctypes.c_void_p:
-    """One stream per thread: a stream is not to be shared between threads."""
+    """One stream per thread: a stream is not to be shared between threads. With the compiled
+    pool, a stream runs its primitives on it."""
     if not hasattr(_streams, "stream"):
         stream = _handle()
-        _call("dnnl_stream_create", ctypes.byref(stream), _engine(), _IN_ORDER)
+        if _native_pool() is None:
+            _call("dnnl_stream_create", ctypes.byref(stream), _engine(), _IN_ORDER)
+        else:
+            _call("dnnl_threadpool_interop_stream_create", ctypes.byref(stream), _engine(), _native_pool())
         _streams.stream = stream
     return _streams.stream
+
+
+_SPIN_US = 300  # how long the compiled pool's workers wait, spinning, for the next primitive
+
+
+@cache
+def _native_pool() -> ctypes.c_void_p | None:
+    """The compiled thread pool, or None where it was not built or is turned off."""
+    compiled = native.library()
+    if compiled is None:
+        return None
+    _call("dnnl_threadpool_interop_set_max_concurrency", _threads())
+    return ctypes.c_void_p(compiled.zoo_threadpool_create(_threads(), _SPIN_US))
+
+
+def _shares() -> int:
+    """Into how many parts our code splits a oneDNN call's work: one with the compiled pool
+    (oneDNN splits it), else one per core."""
+    return 1 if _native_pool() is not None else _threads()
 
 
 @cache
@@ -326,7 +356,7 @@ def normalize(x: np.ndarray, eps: float, weight: np.ndarray | None = None, bias:
             pointers[SHIFT] = bias.ctypes.data
         layer_norm(layout(x[block]), layout(out[block]), eps, flags).run(pointers)
 
-    _in_parallel(work, _row_chunks(x.shape[0]))
+    _in_parallel(work, _row_chunks(x.shape[0], _shares()))
     return out
 
 
@@ -357,11 +387,12 @@ def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _in_parallel(work: Callable[[object], None], tasks: Sequence[object]) -> None:
-    """``work`` on every task, the tasks dealt round-robin into one share per core: the calling
-    thread runs the first share while the pool runs the others (a hand-off to a sleeping pool
-    thread costs about 80 us here, which a layer on few tokens feels)."""
-    shares = [tasks[i::_threads()] for i in range(min(_threads(), len(tasks)))]
+def _in_parallel(work: Callable[[object], None], tasks: Sequence[object], parts: int | None = None) -> None:
+    """``work`` on every task, the tasks dealt round-robin into ``parts`` shares (default: one per
+    core): the calling thread runs the first share while the pool runs the others (a hand-off to
+    a sleeping pool thread costs about 80 us here, which a layer on few tokens feels)."""
+    parts = _threads() if parts is None else parts
+    shares = [tasks[i::parts] for i in range(min(parts, len(tasks)))]
     futures = [_pool().submit(_each, work, share) for share in shares[1:]]
     _each(work, shares[0])
     for future in futures:
@@ -379,9 +410,10 @@ def for_row_blocks(rows: int, work: Callable[[slice], None]) -> None:
     _in_parallel(work, _row_chunks(rows))
 
 
-def _row_chunks(rows: int) -> list[slice]:
-    """``rows`` split into one chunk per thread, none smaller than ``_ROWS_PER_TASK`` rows."""
-    count = max(1, min(_threads(), rows // _ROWS_PER_TASK))
+def _row_chunks(rows: int, parts: int | None = None) -> list[slice]:
+    """``rows`` split into ``parts`` chunks (default: one per thread), none smaller than
+    ``_ROWS_PER_TASK`` rows."""
+    count = max(1, min(_threads() if parts is None else parts, rows // _ROWS_PER_TASK))
     bounds = np.linspace(0, rows, count + 1).astype(int)
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -398,7 +430,7 @@ def to_bf16(array: np.ndarray) -> np.ndarray:
         reorder(_rows(shape, source), _rows(shape, BF16)).run(
             {SRC: flat[rows].ctypes.data, DST: out[rows].ctypes.data})
 
-    _in_parallel(work, _row_chunks(flat.shape[0]))
+    _in_parallel(work, _row_chunks(flat.shape[0], _shares()))
     return out.reshape(array.shape)
 
 
@@ -420,7 +452,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
     bits = x if x.dtype == np.uint16 else to_bf16(x)  # bf16 bits are read as they lie (see ``layout``)
     rows, outputs = bits.shape[0], weight.shape[0]
     out = np.empty((rows, outputs), np.float32) if out is None else out
-    count = max(1, min(_threads(), outputs // _COLUMNS_PER_TASK))
+    count = max(1, min(_shares(), outputs // _COLUMNS_PER_TASK))
     bounds = np.linspace(0, outputs, count + 1).astype(int)
 
     def work(columns: slice) -> None:
@@ -487,6 +519,8 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
     batch, queries, heads, dim = query.shape
     keys, row = key.shape[1], heads * dim
     out = np.empty(query.shape, np.float32) if out is None else out
+    if _fused_attention(query, key, value, mask, out, score_bounds):
+        return out
     out_row, out_type, out_size = out.strides[1] // out.itemsize, _TYPES[out.dtype], out.itemsize
     additive = None if mask is None else np.where(mask, 0.0, _LOWEST).astype(np.float32)
     fast = np.zeros((batch, heads), bool) if score_bounds is None else score_bounds <= EXP_SAFE
@@ -537,9 +571,29 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
                 {SRC: unscaled.ctypes.data, DST: target})
 
     blocks = range(0, queries, QUERY_BLOCK)
-    shares = max(1, min(len(blocks), _threads() // (batch * heads)))  # split queries only when heads are few
-    _in_parallel(work, [(b, h, blocks[i::shares]) for b in range(batch) for h in range(heads) for i in range(shares)])
+    shares = max(1, min(len(blocks), _shares() // (batch * heads)))  # split queries only when heads are few
+    tasks = [(b, h, blocks[i::shares]) for b in range(batch) for h in range(heads) for i in range(shares)]
+    _in_parallel(work, tasks, _shares())
     return out
+
+
+def _fused_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None,
+                     out: np.ndarray, score_bounds: np.ndarray | None) -> bool:
+    """``attention`` by the compiled AMX kernel, which never writes a score matrix (an online
+    softmax over steps of 256 keys, the bounded heads in one pass); False where it cannot run:
+    not built, no AMX, a head dimension it does not take, or an item with every key masked."""
+    compiled = native.library()
+    if compiled is None or not _has_amx() or (mask is not None and not mask.any(axis=1).all()):
+        return False
+    batch, queries, heads, dim = query.shape
+    keep = None if mask is None else np.ascontiguousarray(mask, np.uint8)
+    bounds = None if score_bounds is None else np.ascontiguousarray(score_bounds, np.float32)
+    status = compiled.zoo_attention(_native_pool(), query.ctypes.data, key.ctypes.data, value.ctypes.data,
+                                    None if keep is None else keep.ctypes.data,
+                                    None if bounds is None else bounds.ctypes.data, out.ctypes.data,
+                                    int(out.dtype == np.uint16), out.strides[1] // out.itemsize,
+                                    out.strides[0] // out.itemsize, batch, queries, key.shape[1], heads, dim)
+    return status == 0
 
 
 def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
@@ -561,6 +615,11 @@ def _cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+@cache
+def _has_amx() -> bool:
+    return "amx_bf16" in _cpu_flags()
 
 
 @cache

@@ -1,0 +1,27 @@
+"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``), built by the project's install step
+(``setup.py``) into ``_native`` and called through ``ctypes``. They are optional: where the build
+failed, or ``$HUNYUAN_ZOO_NATIVE=0``, ``library()`` is None and the oneDNN path runs without them."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+from functools import cache
+
+
+@cache
+def library() -> ctypes.CDLL | None:
+    """The compiled module, its functions typed; None where it is not there or turned off."""
+    if os.environ.get("HUNYUAN_ZOO_NATIVE", "").strip() == "0":
+        return None
+    spec = importlib.util.find_spec("plugins.common.native._native")
+    if spec is None or spec.origin is None:
+        return None
+    native = ctypes.CDLL(spec.origin)
+    vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    native.zoo_threadpool_create.argtypes, native.zoo_threadpool_create.restype = [i32, i32], vp
+    native.zoo_amx_ready.argtypes, native.zoo_amx_ready.restype = [], i32
+    native.zoo_attention.argtypes = [vp, vp, vp, vp, vp, vp, vp, i32, i64, i64, i32, i32, i32, i32, i32]
+    native.zoo_attention.restype = i32
+    return native

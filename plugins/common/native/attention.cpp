@@ -1,0 +1,314 @@
+// Fused attention on AMX: softmax(q k^T) v for each batch item and head, in bf16 with float32
+// scores, sums and output accumulators, without writing a score matrix to memory.
+//
+// Each task takes 32 queries of one head (two 16-row tiles) and walks the keys in steps of
+// KEYS: the scores of a step (tile products over the head dimension), an online softmax on
+// them (AVX-512: running row maxima and sums, earlier outputs rescaled), the probabilities
+// rounded to bf16 and multiplied into the output accumulator (tile products over the keys).
+// Keys and values are first laid out once per head as the tile products read them.
+//
+// Only reached where the CPU has AMX-BF16 (the caller checks the CPU flags); built for those
+// instructions by the target pragma, so the rest of the module needs no special flags.
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "pool.hpp"
+
+namespace {
+
+constexpr int ROWS = 32;   // queries per task: two tiles of 16 rows
+constexpr int KEYS = 256;  // keys per online-softmax step (a multiple of 32)
+constexpr float EXP_SAFE = 60.0f;  // as onednn.EXP_SAFE: exp of scores up to this needs no shift
+constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+
+struct TileConfig {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+// Every tile 16 rows of 64 bytes: scores and outputs 16 x 16 float32, query and probability
+// rows 16 x 32 bf16, keys and values 16 pairs x 16 columns (the VNNI layout the products read).
+void configure_tiles() {
+    TileConfig config{};
+    config.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+}
+
+inline int round_up(int n, int to) { return (n + to - 1) / to * to; }
+
+// exp(x) for x up to 88 (scores minus a shift): 2^n * e^(f ln 2), |f| <= 1/2, a degree-5 Taylor
+// polynomial (relative error below 3e-6, far under bf16's rounding of the probabilities);
+// exactly 0 below -87 (masked keys are -inf).
+inline __m512 exp_bounded(__m512 x) {
+    const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(1.44269504f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 y = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.693147181f));
+    __m512 p = _mm512_set1_ps(1.0f / 120);
+    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+}
+
+struct Shapes {
+    int batch, queries, keys, heads, dim;
+    int dim_padded, keys_padded;  // dim to a multiple of 32; keys to a multiple of 32
+};
+
+// One head's keys as the score products read them: pairs of dimensions (uint32) by key,
+// [dim_padded / 2][keys_padded], zero beyond the real keys and dimensions. Transposed 16 keys at
+// a time, so the rows read stay in the L1 cache.
+void lay_out_keys(const uint16_t *key, uint32_t *out, const Shapes &s, int b, int h) {
+    const int pairs = s.dim_padded / 2, real = s.dim / 2;
+    for (int n0 = 0; n0 < s.keys_padded; n0 += 16) {
+        const uint32_t *rows[16];
+        for (int n = 0; n < 16; ++n)
+            rows[n] = n0 + n < s.keys
+                          ? reinterpret_cast<const uint32_t *>(key + ((long)(b * s.keys + n0 + n) * s.heads + h) * s.dim)
+                          : nullptr;
+        for (int d = 0; d < pairs; ++d) {
+            uint32_t *to = out + (long)d * s.keys_padded + n0;
+            for (int n = 0; n < 16; ++n) to[n] = rows[n] != nullptr && d < real ? rows[n][d] : 0;
+        }
+    }
+}
+
+// One head's values as the output products read them: pairs of keys by dimension,
+// [keys_padded / 2][dim_padded][2] bf16, zero beyond the real keys and dimensions.
+void lay_out_values(const uint16_t *value, uint16_t *out, const Shapes &s, int b, int h) {
+    const int dp = s.dim_padded;
+    alignas(64) uint16_t rows[2][256];
+    for (int n = 0; n < s.keys_padded; n += 2) {
+        for (int r = 0; r < 2; ++r) {
+            std::memset(rows[r], 0, sizeof(uint16_t) * dp);
+            if (n + r < s.keys)
+                std::memcpy(rows[r], value + ((long)(b * s.keys + n + r) * s.heads + h) * s.dim,
+                            sizeof(uint16_t) * s.dim);
+        }
+        uint16_t *pair = out + (long)(n / 2) * dp * 2;
+        for (int d = 0; d < dp; ++d) pair[2 * d] = rows[0][d], pair[2 * d + 1] = rows[1][d];
+    }
+}
+
+// A thread's working memory for one task (about 100 KB, in its L2 cache).
+struct Scratch {
+    alignas(64) uint16_t q[ROWS * 256];
+    alignas(64) float scores[ROWS * KEYS];
+    alignas(64) uint16_t probs[ROWS * KEYS];
+    alignas(64) float acc[ROWS * 256];
+    float maxima[ROWS], sums[ROWS];
+};
+
+thread_local Scratch scratch;
+
+struct Task {
+    const Shapes &s;
+    const uint16_t *query;
+    const uint32_t *keys;    // this head's laid-out keys
+    const uint16_t *values;  // this head's laid-out values
+    const float *additive;   // this item's [keys_padded]: 0, or -inf for masked and padding keys
+    bool masks;              // whether some real key of this item is masked
+    bool bounded;            // whether this head's scores are known to lie within +-EXP_SAFE
+    int b, h, first;         // batch item, head, first query
+    uint16_t *q = scratch.q, *probs = scratch.probs;
+    float *scores = scratch.scores, *acc = scratch.acc, *maxima = scratch.maxima, *sums = scratch.sums;
+
+    void load_queries() {
+        const int dp = s.dim_padded;
+        std::memset(q, 0, sizeof(uint16_t) * ROWS * dp);
+        for (int i = 0; i < ROWS && first + i < s.queries; ++i)
+            std::memcpy(q + i * dp, query + ((long)(b * s.queries + first + i) * s.heads + h) * s.dim,
+                        sizeof(uint16_t) * s.dim);
+        std::memset(acc, 0, sizeof(float) * ROWS * dp);
+        for (int i = 0; i < ROWS; ++i) maxima[i] = -INFINITY, sums[i] = 0.0f;
+    }
+
+    // scores[:, :width] = q k^T for keys [start, start + width).
+    void score(int start, int width) {
+        const int dp = s.dim_padded;
+        for (int j = 0; j < width; j += 32) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int c = 0; c < dp; c += 32) {
+                const uint32_t *k = keys + (long)(c / 2) * s.keys_padded + start + j;
+                _tile_loadd(4, q + c, dp * 2);
+                _tile_loadd(5, q + 16 * dp + c, dp * 2);
+                _tile_loadd(6, k, s.keys_padded * 4);
+                _tile_loadd(7, k + 16, s.keys_padded * 4);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, scores + j, KEYS * 4);
+            _tile_stored(1, scores + j + 16, KEYS * 4);
+            _tile_stored(2, scores + 16 * KEYS + j, KEYS * 4);
+            _tile_stored(3, scores + 16 * KEYS + j + 16, KEYS * 4);
+        }
+    }
+
+    // The online softmax over this step's scores: probabilities in bf16, maxima and sums
+    // updated, the accumulated outputs rescaled to the new maxima. A bounded head (|scores| at
+    // most 60) takes exp of its scores as they are: one pass, nothing to rescale.
+    void soften(int start, int width) {
+        const bool masked = masks || start + width > s.keys;
+        for (int i = 0; i < ROWS; ++i) {
+            float *row = scores + i * KEYS;
+            uint16_t *p = probs + i * KEYS;
+            float top = 0.0f;
+            if (masked)
+                for (int j = 0; j < width; j += 16)
+                    _mm512_store_ps(row + j, _mm512_add_ps(_mm512_load_ps(row + j), _mm512_loadu_ps(additive + start + j)));
+            if (!bounded) {
+                __m512 highest = _mm512_set1_ps(-INFINITY);
+                for (int j = 0; j < width; j += 16) highest = _mm512_max_ps(highest, _mm512_load_ps(row + j));
+                top = std::fmax(maxima[i], _mm512_reduce_max_ps(highest));
+                if (top == -INFINITY) {  // every key so far masked: nothing to add
+                    std::memset(p, 0, sizeof(uint16_t) * width);
+                    continue;
+                }
+            }
+            const __m512 shift = _mm512_set1_ps(top);
+            __m512 total = _mm512_setzero_ps();
+            for (int j = 0; j < width; j += 16) {
+                const __m512 e = exp_bounded(_mm512_sub_ps(_mm512_load_ps(row + j), shift));
+                total = _mm512_add_ps(total, e);
+                _mm256_store_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(e));
+            }
+            if (bounded) {
+                sums[i] += _mm512_reduce_add_ps(total);
+                continue;
+            }
+            const float scale = maxima[i] == -INFINITY ? 0.0f : std::exp(maxima[i] - top);
+            sums[i] = sums[i] * scale + _mm512_reduce_add_ps(total);
+            maxima[i] = top;
+            if (scale != 1.0f) {
+                const __m512 factor = _mm512_set1_ps(scale);
+                for (int d = 0; d < s.dim_padded; d += 16)
+                    _mm512_store_ps(acc + i * s.dim_padded + d,
+                                    _mm512_mul_ps(_mm512_load_ps(acc + i * s.dim_padded + d), factor));
+            }
+        }
+    }
+
+    // acc += probs[:, :width] v[start : start + width].
+    void weigh(int start, int width) {
+        const int dp = s.dim_padded;
+        for (int d = 0; d < dp; d += 32) {
+            _tile_loadd(0, acc + d, dp * 4);
+            _tile_loadd(1, acc + d + 16, dp * 4);
+            _tile_loadd(2, acc + 16 * dp + d, dp * 4);
+            _tile_loadd(3, acc + 16 * dp + d + 16, dp * 4);
+            for (int j = 0; j < width; j += 32) {
+                const uint16_t *v = values + ((long)(start + j) / 2 * dp + d) * 2;
+                _tile_loadd(4, probs + j, KEYS * 2);
+                _tile_loadd(5, probs + 16 * KEYS + j, KEYS * 2);
+                _tile_loadd(6, v, dp * 4);
+                _tile_loadd(7, v + 32, dp * 4);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, acc + d, dp * 4);
+            _tile_stored(1, acc + d + 16, dp * 4);
+            _tile_stored(2, acc + 16 * dp + d, dp * 4);
+            _tile_stored(3, acc + 16 * dp + d + 16, dp * 4);
+        }
+    }
+
+    // Each row divided by its sum, into out (bf16 bits or float32) at this head's columns.
+    void write(void *out, bool bf16, long row_stride, long batch_stride) {
+        const int dp = s.dim_padded;
+        const __mmask16 tail = (__mmask16)((1u << (s.dim % 16)) - 1);
+        for (int i = 0; i < ROWS && first + i < s.queries; ++i) {
+            const __m512 inverse = _mm512_set1_ps(1.0f / sums[i]);
+            const long at = b * batch_stride + (long)(first + i) * row_stride + (long)h * s.dim;
+            for (int d = 0; d < s.dim; d += 16) {
+                const __m512 v = _mm512_mul_ps(_mm512_load_ps(acc + i * dp + d), inverse);
+                const __mmask16 keep = d + 16 <= s.dim ? (__mmask16)0xFFFF : tail;
+                if (bf16)
+                    _mm256_mask_storeu_epi16(static_cast<uint16_t *>(out) + at + d, keep, (__m256i)_mm512_cvtneps_pbh(v));
+                else
+                    _mm512_mask_storeu_ps(static_cast<float *>(out) + at + d, keep, v);
+            }
+        }
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+// Whether this process may use AMX tiles (Linux asks each process to request them).
+int zoo_amx_ready() { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
+
+// softmax(query key^T) value: query [B, Sq, H, D], key and value [B, Sk, H, D], contiguous bf16
+// bits, the query already scaled; keep [B, Sk] (1 where a key may be attended to) or null;
+// bounds [B, H], bounds on each head's |query . key|, or null;
+// out: bf16 bits (out_bf16) or float32, row (query) and batch strides in elements, each head's
+// D columns at h * D. Returns 0, or 1 where the shapes are outside what the kernel takes
+// (D above 256 or odd) or AMX cannot be used.
+int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const uint16_t *value,
+                  const uint8_t *keep, const float *bounds, void *out, int out_bf16, long out_row_stride, long out_batch_stride,
+                  int batch, int queries, int keys, int heads, int dim) {
+    if (dim > 256 || dim % 2 || !zoo_amx_ready()) return 1;
+    const Shapes s{batch, queries, keys, heads, dim, round_up(dim, 32), round_up(keys, 32)};
+    auto &threads = *static_cast<threadpool_iface *>(pool);
+    const long per_head = (long)s.keys_padded * s.dim_padded / 2;
+    std::vector<uint32_t> laid_keys(per_head * batch * heads);
+    std::vector<uint16_t> laid_values(per_head * 2 * batch * heads);
+    threads.parallel_for(batch * heads, [&](int i, int) {
+        lay_out_keys(key, laid_keys.data() + i * per_head, s, i / heads, i % heads);
+        lay_out_values(value, laid_values.data() + i * per_head * 2, s, i / heads, i % heads);
+    });
+    std::vector<float> additive((long)batch * s.keys_padded, -INFINITY);
+    std::vector<char> masks(batch, 0);
+    for (int b = 0; b < batch; ++b)
+        for (int n = 0; n < keys; ++n) {
+            const bool kept = keep == nullptr || keep[(long)b * keys + n];
+            if (kept) additive[(long)b * s.keys_padded + n] = 0.0f;
+            masks[b] |= !kept;
+        }
+    const int blocks = (queries + ROWS - 1) / ROWS;
+    threads.parallel_for(batch * heads * blocks, [&](int i, int) {
+        const int head = i / blocks, b = head / heads, h = head % heads;
+        Task task{s, query, laid_keys.data() + head * per_head, laid_values.data() + head * per_head * 2,
+                  additive.data() + (long)b * s.keys_padded, masks[b] != 0,
+                  bounds != nullptr && bounds[head] <= EXP_SAFE, b, h, (i % blocks) * ROWS};
+        configure_tiles();
+        task.load_queries();
+        for (int start = 0; start < s.keys_padded; start += KEYS) {
+            const int width = std::min(KEYS, s.keys_padded - start);
+            task.score(start, width);
+            task.soften(start, width);
+            task.weigh(start, width);
+        }
+        _tile_release();
+        task.write(out, out_bf16, out_row_stride, out_batch_stride);
+    });
+    return 0;
+}
+
+}
