@@ -22,6 +22,13 @@ WHOLE_ON_ONEDNN = (DualStreamBlock, SingleStreamBlock, RefinerBlock, TokenRefine
                    PatchEmbed, AdaNormContinuous)
 
 
+def blocks_on_host(network: nn.Cell) -> bool:
+    """Whether ``onednn_blocks`` computes every block of ``network`` (the transformer, or a cache
+    network sharing its cells), which reads the rotary tables untiled."""
+    return all(block.onednn_path and onednn_blocks.fusable(block)
+               for block in (*network.transformer_blocks, *network.single_transformer_blocks))
+
+
 class HunyuanVideoTransformer3D(nn.Cell):
     def __init__(self, config: HunyuanVideoTransformerConfig) -> None:
         super().__init__()
@@ -64,15 +71,10 @@ class HunyuanVideoTransformer3D(nn.Cell):
         """Before the blocks: video tokens, refined text, the conditioning ``temb``, and the rotary
         tables tiled to the batch and heads."""
         temb = self.time_text_embed(timestep_sin, pooled, guidance_sin)
-        if not self.blocks_on_host():  # (tiling launches a MindSpore op, whose actor thread then spins)
+        if not blocks_on_host(self):  # (tiling launches a MindSpore op, whose actor thread then spins)
             rope_shape = (patches.shape[0], cos.shape[1], self.heads, cos.shape[3])
             cos, sin = expand(cos, rope_shape), expand(sin, rope_shape)
         return self.x_embedder(patches), self.context_embedder(text, timestep_sin, real, text_mask), temb, cos, sin
-
-    def blocks_on_host(self) -> bool:
-        """Whether ``onednn_blocks`` computes every block, which reads the rotary tables untiled."""
-        return all(block.onednn_path and onednn_blocks.fusable(block)
-                   for block in (*self.transformer_blocks, *self.single_transformer_blocks))
 
     @staticmethod
     def run_blocks(dual: list[nn.Cell], single: list[nn.Cell], video: Tensor, text: Tensor, temb: Tensor,
