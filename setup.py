@@ -1,10 +1,11 @@
-"""The compiled part (``plugins/common/native``): a thread pool for oneDNN and a fused AMX
-attention kernel. It is optional: where it does not build, the oneDNN path splits its work over
-Python threads and runs attention as oneDNN matmuls instead."""
+"""The compiled part (``plugins/common/native``): a thread pool for oneDNN, a fused AMX attention
+kernel and the preparation of its queries and keys. It is optional: where it does not build, the
+oneDNN path splits its work over Python threads and runs attention as oneDNN matmuls instead."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("plugins.common.native._native",
-                             ["plugins/common/native/threadpool.cpp", "plugins/common/native/attention.cpp"],
+                             ["plugins/common/native/threadpool.cpp", "plugins/common/native/attention.cpp",
+                              "plugins/common/native/heads.cpp"],
                              extra_compile_args=["-O2", "-std=c++17"], extra_link_args=["-pthread"],
                              optional=True)])

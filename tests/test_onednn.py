@@ -172,6 +172,42 @@ def test_fused_attention_over_several_key_steps(kernel, batch, queries, keys, he
     check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed)
 
 
+@needs_bf16
+@pytest.mark.skipif(not onednn.can_prepare_heads(), reason="the compiled helper is not built here")
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 40), heads=st.integers(1, 3), dim=st.sampled_from([2, 6, 16, 34, 128]),
+       normed=st.booleans(), rotated=st.booleans(), scale=st.sampled_from([1.0, 0.125]),
+       seed=st.integers(0, 2**31 - 1))
+def test_prepared_heads_are_normed_scaled_rotated_and_rounded(rows, heads, dim, normed, rotated, scale, seed):
+    """``prepare_heads`` against numpy in float64: RMS norm with its weight, scale, the rotary
+    embedding (``x * cos + pairs_swapped(x) * sin``), each head's largest row norm; read from and
+    written into rows strided inside wider arrays."""
+    rng = np.random.default_rng(seed)
+    width = heads * dim
+    source = rng.standard_normal((rows, width + 5), dtype=np.float32) * 3
+    x = source[:, 2:2 + width]
+    weight = rng.uniform(0.5, 1.5, dim).astype(np.float32) if normed else None
+    angles = rng.uniform(0, 6.3, (rows, dim // 2))
+    cos = np.repeat(np.cos(angles), 2, axis=1).astype(np.float32) if rotated else None
+    signs = np.tile([-1.0, 1.0], dim // 2)  # the pair signs ride in sin
+    sin = (np.repeat(np.sin(angles), 2, axis=1) * signs).astype(np.float32) if rotated else None
+    wider = np.zeros((rows, width + 3), np.uint16)
+    maxima = np.zeros(heads, np.float32)
+    onednn.prepare_heads(x, heads, wider[:, 1:1 + width], maxima, weight, 1e-6, scale, cos, sin)
+
+    expected = x.astype(np.float64).reshape(rows, heads, dim)
+    if normed:
+        expected = expected / np.sqrt(np.mean(expected ** 2, axis=-1, keepdims=True) + 1e-6) * weight
+    expected = expected * scale
+    if rotated:
+        swapped = expected.reshape(rows, heads, dim // 2, 2)[..., ::-1].reshape(rows, heads, dim)
+        expected = expected * cos[:, None] + swapped * sin[:, None]
+    actual = widened(wider[:, 1:1 + width]).reshape(rows, heads, dim)
+    np.testing.assert_allclose(actual, expected, rtol=2.0 ** -8, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_allclose(maxima, np.linalg.norm(expected, axis=-1).max(axis=0), rtol=1e-5)
+    assert not wider[:, 0].any() and not wider[:, -2:].any()
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """The same tiny transformer saved in float32, bfloat16 and float16."""

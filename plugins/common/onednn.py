@@ -596,6 +596,32 @@ def _fused_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask
     return status == 0
 
 
+def can_prepare_heads() -> bool:
+    """Whether ``prepare_heads`` can run: the compiled helper is built and not turned off."""
+    return native.library() is not None
+
+
+def prepare_heads(x: np.ndarray, heads: int, out: np.ndarray, maxima: np.ndarray, weight: np.ndarray | None = None,
+                  eps: float = 0.0, scale: float = 1.0, cos: np.ndarray | None = None,
+                  sin: np.ndarray | None = None) -> None:
+    """Each head of ``x [rows, H*D]`` float32 RMS-normed by ``weight`` (where given), times
+    ``scale``, rotated by ``cos``/``sin [rows, D]`` (as ``attention.apply_rope`` takes them, where
+    given), into ``out`` as bf16 bits, each head's largest row norm max-ed into ``maxima [H]``: one
+    pass of the compiled helper (see ``can_prepare_heads``), on the oneDNN pool. AVX512_BF16 is
+    assumed: it runs only on the bf16 path."""
+    rows, width = x.shape
+    weight = None if weight is None else np.ascontiguousarray(weight, np.float32)  # held through the call
+    tables = (cos, sin) if cos is not None else (None, None)
+    for array in (x, out, *tables):
+        if array is not None and array.strides[-1] != array.itemsize:
+            raise ValueError(f"prepare_heads: expected rows of contiguous elements, got strides {array.strides}")
+    pointers = [None if a is None else a.ctypes.data for a in (weight, *tables)]
+    native.library().zoo_prepare_heads(_native_pool(), x.ctypes.data, x.strides[0] // 4, rows, heads, width // heads,
+                                       pointers[0], eps, scale, *pointers[1:],
+                                       0 if cos is None else cos.strides[0] // 4, out.ctypes.data,
+                                       out.strides[0] // 2, maxima.ctypes.data)
+
+
 def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
     """The largest Euclidean norm over the rows of each head of ``x [B, S, H*D]`` float32, ``[B, H]``:
     with a query's and a key's, a bound on their heads' scores (see ``attention``)."""

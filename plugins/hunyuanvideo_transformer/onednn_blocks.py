@@ -104,6 +104,10 @@ def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
     onednn.for_row_blocks(x.shape[0], work)
 
 
+# A stretch of a joint sequence's rows and the RMS norms of its query and key heads: (weight, eps) each.
+_Norms = tuple[slice, tuple[np.ndarray, float], tuple[np.ndarray, float]]
+
+
 class _Joint:
     """Query, key and value of a joint sequence ``[B, S, H*D]``, filled by projections of its
     parts, then normed per head, rotated and rounded to bf16 for the attention."""
@@ -113,6 +117,7 @@ class _Joint:
         self.query = np.empty((batch, length, heads * head_dim), np.float32)
         self.key = np.empty_like(self.query)
         self.value = np.empty(self.query.shape, np.uint16)
+        self.norms: list[_Norms] = []
 
     def project(self, attention: nn.Cell, x: np.ndarray, rows: slice, names: tuple[str, str, str]) -> None:
         """``x``'s query, key and value by ``attention``'s layers ``names`` into ``rows``."""
@@ -120,29 +125,57 @@ class _Joint:
             _project(getattr(attention, name), [(x, buffer[:, rows])])
 
     def norm(self, rows: slice, norm_q: nn.Cell, norm_k: nn.Cell) -> None:
-        """RMS norms of query and key heads in ``rows``, with the softmax scale in the query's."""
-        scale = 1.0 / math.sqrt(self.head_dim)
-        for buffer, norm, factor in ((self.query, norm_q, scale), (self.key, norm_k, 1.0)):
-            weight = _vector(norm.weight) * np.float32(factor)
-            for item in buffer[:, rows]:
-                heads = item.reshape(-1, self.head_dim)
-                onednn.normalize(heads, norm.eps, weight, centre=False, out=heads)
+        """RMS norms of query and key heads in ``rows``, with the softmax scale in the query's
+        (applied by ``attend``)."""
+        scale = np.float32(1.0 / math.sqrt(self.head_dim))
+        self.norms.append((rows, (_vector(norm_q.weight) * scale, norm_q.eps), (_vector(norm_k.weight), norm_k.eps)))
 
     def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
-               sin: np.ndarray | None = None) -> None:
-        """Attention into ``out [B, S, H*D]`` (bf16 bits); the rotary embedding first where given. The
-        heads' largest query and key norms bound their scores, which lets most heads skip the
-        softmax's pass for the row maximum (see ``onednn.attention``)."""
+               sin: np.ndarray | None = None, query_scale: float = 1.0) -> None:
+        """Attention into ``out [B, S, H*D]`` (bf16 bits); the norms, ``query_scale`` and the rotary
+        embedding (where given) first. The heads' largest query and key norms bound their scores,
+        which lets most heads skip the softmax's pass for the row maximum (see ``onednn.attention``)."""
         batch, length, _ = self.query.shape
+        ready = self._ready if onednn.can_prepare_heads() else self._ready_by_numpy
+        query, key, bounds = ready(cos, sin, query_scale)
+        shape = (batch, length, self.heads, self.head_dim)
+        keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
+        onednn.attention(query.reshape(shape), key.reshape(shape), self.value.reshape(shape), keep, out=out,
+                         score_bounds=bounds)
+
+    def _ready(self, cos: np.ndarray | None, sin: np.ndarray | None,
+               query_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Query and key in bf16 bits and the bounds of the heads' scores ``[B, H]``, one pass of the
+        compiled helper per item and stretch of rows."""
+        batch, length, _ = self.query.shape
+        query, key = np.empty(self.query.shape, np.uint16), np.empty(self.key.shape, np.uint16)
+        maxima = np.zeros((2, batch, self.heads), np.float32)
+        stretches = self.norms or [(slice(0, length), (None, 0.0), (None, 0.0))]
+        for b in range(batch):
+            for rows, query_norm, key_norm in stretches:
+                tables = {} if cos is None else {"cos": cos[rows], "sin": sin[rows]}
+                for side, (source, target, (weight, eps), scale) in enumerate(
+                        ((self.query, query, query_norm, query_scale), (self.key, key, key_norm, 1.0))):
+                    onednn.prepare_heads(source[b, rows], self.heads, target[b, rows], maxima[side, b], weight, eps,
+                                         scale, **tables)
+        return query, key, maxima[0] * maxima[1]
+
+    def _ready_by_numpy(self, cos: np.ndarray | None, sin: np.ndarray | None,
+                        query_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_ready`` where the compiled helper is not built: oneDNN norms in place, numpy rotation."""
+        for rows, *norms in self.norms:
+            for buffer, (weight, eps) in zip((self.query, self.key), norms, strict=True):
+                for item in buffer[:, rows]:
+                    heads = item.reshape(-1, self.head_dim)
+                    onednn.normalize(heads, eps, weight, centre=False, out=heads)
+        if query_scale != 1.0:
+            self.query *= np.float32(query_scale)
         if cos is not None:
             for buffer in (self.query, self.key):
                 for item in buffer:
-                    _rotate(item.reshape(length, self.heads, self.head_dim), cos, sin)
-        shape = (batch, length, self.heads, self.head_dim)
-        keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
+                    _rotate(item.reshape(item.shape[0], self.heads, self.head_dim), cos, sin)
         bounds = onednn.row_norm_maxima(self.query, self.heads) * onednn.row_norm_maxima(self.key, self.heads)
-        onednn.attention(onednn.to_bf16(self.query).reshape(shape), onednn.to_bf16(self.key).reshape(shape),
-                         self.value.reshape(shape), keep, out=out, score_bounds=bounds)
+        return onednn.to_bf16(self.query), onednn.to_bf16(self.key), bounds
 
 
 def _tables(cos: Tensor, sin: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -213,9 +246,8 @@ def refiner_block(block: nn.Cell, x: Tensor, temb: Tensor, mask: Tensor | None) 
     normed = _affine_norm(block.norm1, x)
     joint = _Joint(batch, length, attn.heads, attn.head_dim)
     joint.project(attn, normed, slice(None), ("to_q", "to_k", "to_v"))
-    joint.query *= np.float32(1.0 / math.sqrt(attn.head_dim))
     out = np.empty(joint.value.shape, np.uint16)
-    joint.attend(mask, out)
+    joint.attend(mask, out, query_scale=1.0 / math.sqrt(attn.head_dim))
     x = _gated(attn.to_out[0], out, x, gates, 0)
     return _tensor(_feed_forward(block.ff, _affine_norm(block.norm2, x), x, gates, 1))
 

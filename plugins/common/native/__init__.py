@@ -1,4 +1,4 @@
-"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``), built by the project's install step
+"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``, ``heads.cpp``), built by the project's install step
 (``setup.py``) into ``_native`` and called through ``ctypes``. They are optional: where the build
 failed, or ``$HUNYUAN_ZOO_NATIVE=0``, ``library()`` is None and the oneDNN path runs without them."""
 
@@ -24,4 +24,7 @@ def library() -> ctypes.CDLL | None:
     native.zoo_amx_ready.argtypes, native.zoo_amx_ready.restype = [], i32
     native.zoo_attention.argtypes = [vp, vp, vp, vp, vp, vp, vp, i32, i64, i64, i32, i32, i32, i32, i32]
     native.zoo_attention.restype = i32
+    f32 = ctypes.c_float
+    native.zoo_prepare_heads.argtypes = [vp, vp, i64, i32, i32, i32, vp, f32, f32, vp, vp, i64, vp, i64, vp]
+    native.zoo_prepare_heads.restype = None
     return native
