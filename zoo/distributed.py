@@ -174,10 +174,10 @@ def launch(argv: Sequence[str], devices: int, port: int | None) -> int:
     with open(logs / "msrun.log", "wb") as msrun_log:
         process = subprocess.Popen(command, stdout=msrun_log, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
-        shown, ranks = 0, {}
+        shown, open_line, ranks = 0, False, {}
         try:
             while process.poll() is None:
-                shown = _show_new(logs / "worker_0.log", shown)
+                shown, open_line = _show_new(logs / "worker_0.log", shown, open_line)
                 if len(ranks) < devices:
                     ranks = _worker_ranks(process.pid)
                 if WORKER_FAILED in _read(logs / "msrun.log"):
@@ -188,10 +188,12 @@ def launch(argv: Sequence[str], devices: int, port: int | None) -> int:
             process.send_signal(2)  # msrun stops its workers on SIGINT
             process.wait()
             raise
-        _show_new(logs / "worker_0.log", shown, final=True)
+        shown, open_line = _show_new(logs / "worker_0.log", shown, open_line, final=True)
     if process.returncode == 0:
         shutil.rmtree(logs, ignore_errors=True)
         return 0
+    if open_line:  # a progress bar cut short: the error line goes on a line of its own
+        sys.stderr.write("\n")
     return _report_failure(logs, devices, ranks)
 
 
@@ -224,23 +226,26 @@ def _worker_ranks(msrun_pid: int) -> dict[int, int]:
     return ranks
 
 
-def _show_new(log: Path, shown: int, final: bool = False) -> int:
+def _show_new(log: Path, shown: int, open_line: bool, final: bool = False) -> tuple[int, bool]:
     """Print what ``log`` gained since byte ``shown`` (whole lines, or everything when ``final``),
-    leaving out MindSpore's log lines and rank 0's error line (reported once, at the end)."""
+    leaving out MindSpore's log lines and rank 0's error line (reported once, at the end). Returns
+    the new ``shown`` and whether what was printed last ends mid-line (a progress bar's ``\\r``),
+    ``open_line`` where nothing was."""
     try:
         with open(log, "rb") as handle:
             handle.seek(shown)
             data = handle.read()
     except OSError:
-        return shown
+        return shown, open_line
     end = len(data) if final else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
     for line in re.split(r"(?<=[\n\r])", data[:end].decode(errors="replace")):
         if line and not _MINDSPORE_LOG.match(line) and not line.startswith(ERROR_PREFIX):
             # the worker's stdout and stderr share its log: its one line for stdout is the result's
             (sys.stdout if line.startswith(RESULT_PREFIX) else sys.stderr).write(line)
+            open_line = not line.endswith("\n")
     sys.stdout.flush()
     sys.stderr.flush()
-    return shown + end
+    return shown + end, open_line
 
 
 def _report_failure(logs: Path, devices: int, ranks: dict[int, int]) -> int:
@@ -255,16 +260,16 @@ def _report_failure(logs: Path, devices: int, ranks: dict[int, int]) -> int:
     msrun_text = _read(logs / "msrun.log")
     dead = re.findall(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)", msrun_text)
     culprit, why = None, "it stopped"
-    for rank in range(devices):
+    if dead:  # the first worker msrun saw end: the others may have failed after it, in their collectives
+        pid, status = int(dead[0][0]), int(dead[0][1])
+        culprit = ranks.get(pid)
+        why = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+    for rank in range(devices) if culprit is None else [culprit]:
         text = _read(logs / f"worker_{rank}.log")
         lines = [line for line in text.splitlines() if line.strip() and not _MINDSPORE_LOG.match(line)]
         if lines and re.match(r"^\w*(Error|Exception)\b", lines[-1]):
             culprit, why = rank, lines[-1]
             break
-    if culprit is None and dead:
-        pid, status = int(dead[0][0]), int(dead[0][1])
-        culprit = ranks.get(pid)
-        why = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
     who = f"worker {culprit}" if culprit is not None else "a worker"
     print(f"{ERROR_PREFIX} {who} failed ({why[:200]}); the run was stopped and no video was written; "
           f"worker logs in {logs}", file=sys.stderr)
