@@ -276,13 +276,6 @@ int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const 
     if (dim > 256 || dim % 2 || !zoo_amx_ready()) return 1;
     const Shapes s{batch, queries, keys, heads, dim, round_up(dim, 32), round_up(keys, 32)};
     auto &threads = *static_cast<threadpool_iface *>(pool);
-    const long per_head = (long)s.keys_padded * s.dim_padded / 2;
-    std::vector<uint32_t> laid_keys(per_head * batch * heads);
-    std::vector<uint16_t> laid_values(per_head * 2 * batch * heads);
-    threads.parallel_for(batch * heads, [&](int i, int) {
-        lay_out_keys(key, laid_keys.data() + i * per_head, s, i / heads, i % heads);
-        lay_out_values(value, laid_values.data() + i * per_head * 2, s, i / heads, i % heads);
-    });
     std::vector<float> additive((long)batch * s.keys_padded, -INFINITY);
     std::vector<char> masks(batch, 0);
     for (int b = 0; b < batch; ++b)
@@ -291,23 +284,35 @@ int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const 
             if (kept) additive[(long)b * s.keys_padded + n] = 0.0f;
             masks[b] |= !kept;
         }
-    const int blocks = (queries + ROWS - 1) / ROWS;
-    threads.parallel_for(batch * heads * blocks, [&](int i, int) {
-        const int head = i / blocks, b = head / heads, h = head % heads;
-        Task task{s, query, laid_keys.data() + head * per_head, laid_values.data() + head * per_head * 2,
-                  additive.data() + (long)b * s.keys_padded, masks[b] != 0,
-                  bounds != nullptr && bounds[head] <= EXP_SAFE, b, h, (i % blocks) * ROWS};
-        configure_tiles();
-        task.load_queries();
-        for (int start = 0; start < s.keys_padded; start += KEYS) {
-            const int width = std::min(KEYS, s.keys_padded - start);
-            task.score(start, width);
-            task.soften(start, width);
-            task.weigh(start, width);
-        }
-        _tile_release();
-        task.write(out, out_bf16, out_row_stride, out_batch_stride);
-    });
+    // Heads a group at a time, one per thread: the laid-out keys and values of a group are what is
+    // held beside the operands (at 720p, all heads' would be another 1.5 GB).
+    const int group = threads.get_num_threads(), blocks = (queries + ROWS - 1) / ROWS;
+    const long per_head = (long)s.keys_padded * s.dim_padded / 2;
+    std::vector<uint32_t> laid_keys(per_head * group);
+    std::vector<uint16_t> laid_values(per_head * 2 * group);
+    for (int first = 0; first < batch * heads; first += group) {
+        const int count = std::min(group, batch * heads - first);
+        threads.parallel_for(count, [&](int i, int) {
+            lay_out_keys(key, laid_keys.data() + i * per_head, s, (first + i) / heads, (first + i) % heads);
+            lay_out_values(value, laid_values.data() + i * per_head * 2, s, (first + i) / heads, (first + i) % heads);
+        });
+        threads.parallel_for(count * blocks, [&](int i, int) {
+            const int slot = i / blocks, head = first + slot, b = head / heads, h = head % heads;
+            Task task{s, query, laid_keys.data() + slot * per_head, laid_values.data() + slot * per_head * 2,
+                      additive.data() + (long)b * s.keys_padded, masks[b] != 0,
+                      bounds != nullptr && bounds[head] <= EXP_SAFE, b, h, (i % blocks) * ROWS};
+            configure_tiles();
+            task.load_queries();
+            for (int start = 0; start < s.keys_padded; start += KEYS) {
+                const int width = std::min(KEYS, s.keys_padded - start);
+                task.score(start, width);
+                task.soften(start, width);
+                task.weigh(start, width);
+            }
+            _tile_release();
+            task.write(out, out_bf16, out_row_stride, out_batch_stride);
+        });
+    }
     return 0;
 }
 
