@@ -258,6 +258,17 @@ def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folde
         onednn.bf16_unavailable.cache_clear()
 
 
+@needs_bf16
+def test_without_the_compiled_helpers_it_says_so_once(folders, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "_NOTICES", set())
+    monkeypatch.setattr(native, "missing", lambda: "it was not built at install")
+    first, second = (load(folders["bfloat16"], compute_dtype="bfloat16") for _ in range(2))
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hunyuanvideo-transformer: bf16 without the compiled thread pool and attention kernels (slower): "
+        "it was not built at install"]
+    assert bf16_layers(first) == bf16_layers(second) == {True}
+
+
 def test_a_linear_layer_applies_its_activation_after_the_bias():
     """The float32 path, as diffusers' FeedForward: ``activation(x @ W.T + b)``."""
     layer = Linear(4, 3, activation="gelu_tanh")

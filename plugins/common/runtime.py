@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from plugins.common import onednn
+from plugins.common import native, onednn
 from plugins.common.layers import use_bf16_matmuls
 from plugins.common.precision import stored_of
 
@@ -48,11 +48,17 @@ def apply_matmul_precision(name: str, network: nn.Cell, what: str) -> None:
     reason = onednn.bf16_unavailable()
     if reason is None:
         use_bf16_matmuls(network)
+        if (absent := native.missing()) is not None:
+            _notice(f"{what}: bf16 without the compiled thread pool and attention kernels (slower): {absent}")
         return
-    notice = f"{what}: computing in float32, not bf16: {reason}"
-    if notice not in _NOTICES:
-        _NOTICES.add(notice)
-        print(notice, file=sys.stderr)
+    _notice(f"{what}: computing in float32, not bf16: {reason}")
+
+
+def _notice(line: str) -> None:
+    """``line`` on stderr, once per process."""
+    if line not in _NOTICES:
+        _NOTICES.add(line)
+        print(line, file=sys.stderr)
 
 
 def _mostly_half(network: nn.Cell) -> bool:

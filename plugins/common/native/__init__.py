@@ -10,6 +10,15 @@ import os
 from functools import cache
 
 
+def missing() -> str | None:
+    """Why the compiled module is not used (one clause), or None when it is."""
+    if os.environ.get("HUNYUAN_ZOO_NATIVE", "").strip() == "0":
+        return "turned off by HUNYUAN_ZOO_NATIVE=0"
+    if library() is None:
+        return "it was not built at install (is a C++ compiler there? reinstall with `pip install -e .`)"
+    return None
+
+
 @cache
 def library() -> ctypes.CDLL | None:
     """The compiled module, its functions typed; None where it is not there or turned off."""
