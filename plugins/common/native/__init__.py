@@ -10,9 +10,13 @@ import os
 from functools import cache
 
 
+def _turned_off() -> bool:
+    return os.environ.get("HUNYUAN_ZOO_NATIVE", "").strip() == "0"
+
+
 def missing() -> str | None:
     """Why the compiled module is not used (one clause), or None when it is."""
-    if os.environ.get("HUNYUAN_ZOO_NATIVE", "").strip() == "0":
+    if _turned_off():
         return "turned off by HUNYUAN_ZOO_NATIVE=0"
     if library() is None:
         return "it was not built at install (is a C++ compiler there? reinstall with `pip install -e .`)"
@@ -22,7 +26,7 @@ def missing() -> str | None:
 @cache
 def library() -> ctypes.CDLL | None:
     """The compiled module, its functions typed; None where it is not there or turned off."""
-    if os.environ.get("HUNYUAN_ZOO_NATIVE", "").strip() == "0":
+    if _turned_off():
         return None
     spec = importlib.util.find_spec("plugins.common.native._native")
     if spec is None or spec.origin is None:
@@ -30,7 +34,6 @@ def library() -> ctypes.CDLL | None:
     native = ctypes.CDLL(spec.origin)
     vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     native.zoo_threadpool_create.argtypes, native.zoo_threadpool_create.restype = [i32, i32], vp
-    native.zoo_amx_ready.argtypes, native.zoo_amx_ready.restype = [], i32
     native.zoo_attention.argtypes = [vp, vp, vp, vp, vp, vp, vp, i32, i64, i64, i32, i32, i32, i32, i32]
     native.zoo_attention.restype = i32
     f32 = ctypes.c_float

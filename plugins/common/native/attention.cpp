@@ -50,6 +50,40 @@ void configure_tiles() {
     _tile_loadconfig(&config);
 }
 
+// Tiles 0-3, a 32 x 32 float32 block at `at` (rows `stride` floats apart), from or into memory.
+inline void load_block(const float *at, long stride) {
+    _tile_loadd(0, at, stride * 4);
+    _tile_loadd(1, at + 16, stride * 4);
+    _tile_loadd(2, at + 16 * stride, stride * 4);
+    _tile_loadd(3, at + 16 * stride + 16, stride * 4);
+}
+
+inline void store_block(float *at, long stride) {
+    _tile_stored(0, at, stride * 4);
+    _tile_stored(1, at + 16, stride * 4);
+    _tile_stored(2, at + 16 * stride, stride * 4);
+    _tile_stored(3, at + 16 * stride + 16, stride * 4);
+}
+
+// Tiles 0-3 += a (32 rows of 32 bf16, `a_stride` bytes apart) times b (two tiles of 16 pairs by
+// 16 columns, the second at `b_right`, rows `b_stride` bytes apart).
+inline void multiply_block(const void *a, long a_stride, const void *b, const void *b_right, long b_stride) {
+    _tile_loadd(4, a, a_stride);
+    _tile_loadd(5, static_cast<const char *>(a) + 16 * a_stride, a_stride);
+    _tile_loadd(6, b, b_stride);
+    _tile_loadd(7, b_right, b_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
+// Whether this process may use AMX tiles (Linux asks each process to request them), asked once.
+bool amx_ready() {
+    static const bool ready = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    return ready;
+}
+
 inline int round_up(int n, int to) { return (n + to - 1) / to * to; }
 
 // exp(x) for x up to 88 (scores minus a shift): 2^n * e^(f ln 2), |f| <= 1/2, a degree-5 Taylor
@@ -152,19 +186,9 @@ struct Task {
             _tile_zero(3);
             for (int c = 0; c < dp; c += 32) {
                 const uint32_t *k = keys + (long)(c / 2) * s.keys_padded + start + j;
-                _tile_loadd(4, q + c, dp * 2);
-                _tile_loadd(5, q + 16 * dp + c, dp * 2);
-                _tile_loadd(6, k, s.keys_padded * 4);
-                _tile_loadd(7, k + 16, s.keys_padded * 4);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                multiply_block(q + c, dp * 2, k, k + 16, s.keys_padded * 4);
             }
-            _tile_stored(0, scores + j, KEYS * 4);
-            _tile_stored(1, scores + j + 16, KEYS * 4);
-            _tile_stored(2, scores + 16 * KEYS + j, KEYS * 4);
-            _tile_stored(3, scores + 16 * KEYS + j + 16, KEYS * 4);
+            store_block(scores + j, KEYS);
         }
     }
 
@@ -216,25 +240,12 @@ struct Task {
     void weigh(int start, int width) {
         const int dp = s.dim_padded;
         for (int d = 0; d < dp; d += 32) {
-            _tile_loadd(0, acc + d, dp * 4);
-            _tile_loadd(1, acc + d + 16, dp * 4);
-            _tile_loadd(2, acc + 16 * dp + d, dp * 4);
-            _tile_loadd(3, acc + 16 * dp + d + 16, dp * 4);
+            load_block(acc + d, dp);
             for (int j = 0; j < width; j += 32) {
                 const uint16_t *v = values + ((long)(start + j) / 2 * dp + d) * 2;
-                _tile_loadd(4, probs + j, KEYS * 2);
-                _tile_loadd(5, probs + 16 * KEYS + j, KEYS * 2);
-                _tile_loadd(6, v, dp * 4);
-                _tile_loadd(7, v + 32, dp * 4);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                multiply_block(probs + j, KEYS * 2, v, v + 32, dp * 4);
             }
-            _tile_stored(0, acc + d, dp * 4);
-            _tile_stored(1, acc + d + 16, dp * 4);
-            _tile_stored(2, acc + 16 * dp + d, dp * 4);
-            _tile_stored(3, acc + 16 * dp + d + 16, dp * 4);
+            store_block(acc + d, dp);
         }
     }
 
@@ -261,8 +272,6 @@ struct Task {
 
 extern "C" {
 
-// Whether this process may use AMX tiles (Linux asks each process to request them).
-int zoo_amx_ready() { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
 
 // softmax(query key^T) value: query [B, Sq, H, D], key and value [B, Sk, H, D], contiguous bf16
 // bits, the query already scaled; keep [B, Sk] (1 where a key may be attended to) or null;
@@ -273,7 +282,7 @@ int zoo_amx_ready() { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATU
 int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const uint16_t *value,
                   const uint8_t *keep, const float *bounds, void *out, int out_bf16, long out_row_stride, long out_batch_stride,
                   int batch, int queries, int keys, int heads, int dim) {
-    if (dim > 256 || dim % 2 || !zoo_amx_ready()) return 1;
+    if (dim > 256 || dim % 2 || !amx_ready()) return 1;
     const Shapes s{batch, queries, keys, heads, dim, round_up(dim, 32), round_up(keys, 32)};
     auto &threads = *static_cast<threadpool_iface *>(pool);
     std::vector<float> additive((long)batch * s.keys_padded, -INFINITY);

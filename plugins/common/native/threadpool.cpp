@@ -121,6 +121,4 @@ void *zoo_threadpool_create(int threads, int spin_us) {
     return static_cast<threadpool_iface *>(new SpinningPool(threads, spin_us));
 }
 
-void zoo_threadpool_destroy(void *pool) { delete static_cast<threadpool_iface *>(pool); }
-
 }
