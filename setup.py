@@ -6,6 +6,6 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("plugins.common.native._native",
                              ["plugins/common/native/threadpool.cpp", "plugins/common/native/attention.cpp",
-                              "plugins/common/native/heads.cpp"],
+                              "plugins/common/native/heads.cpp", "plugins/common/native/linear.cpp"],
                              extra_compile_args=["-O2", "-std=c++17"], extra_link_args=["-pthread"],
                              optional=True)])

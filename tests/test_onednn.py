@@ -55,16 +55,36 @@ def destination(rng: np.random.Generator, rows: int, columns: int, bf16: bool) -
     return wider[:, start:start + columns]
 
 
-@needs_bf16
-@settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 40), width=st.integers(1, 64), outputs=st.sampled_from([1, 7, 256, 600]),
-       bias=st.booleans(), activation=st.sampled_from([None, "gelu_tanh", "silu"]), gated=st.booleans(),
-       residual=st.booleans(), bf16_in=st.booleans(), out=st.sampled_from([None, "float32", "bf16"]),
-       seed=st.integers(0, 2**31 - 1))
-def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, outputs, bias, activation, gated,
-                                                               residual, bf16_in, out, seed):
+needs_amx_kernels = pytest.mark.skipif(native.library() is None or not onednn._has_amx(),
+                                       reason="the fused kernels need AMX and the compiled module")
+
+
+def spied(monkeypatch, request, name: str) -> list[bool]:
+    """With ``request.param`` "onednn", ``onednn``'s fused kernel ``name`` is turned off; with "fused"
+    it runs (the test skipped where it cannot), and the returned list records whether each call took it."""
+    taken: list[bool] = []
+    fused = getattr(onednn, name)
+    if request.param == "onednn":
+        monkeypatch.setattr(onednn, name, lambda *args: False)
+    elif native.library() is None or not onednn._has_amx():
+        pytest.skip("the fused kernels need AMX and the compiled module")
+    else:
+        monkeypatch.setattr(onednn, name, lambda *args: taken.append(fused(*args)) or taken[-1])
+    return taken
+
+
+@pytest.fixture(params=["onednn", "fused"])
+def linear_kernel(request, monkeypatch):
+    """Which linear runs: oneDNN's matmul, or the compiled AMX kernel where it can run (K and N
+    multiples of 32). Returns the kernel's name and the list of calls the fused kernel took."""
+    return request.param, spied(monkeypatch, request, "_fused_linear")
+
+
+def check_linear(linear_kernel, rows, width, outputs, bias, activation, gated, residual, bf16_in, out, seed):
     """``residual + gate * activation(x @ W.T + b)``, from float32 or bf16 input, into a new float32
     array or into strided float32 or bf16 rows."""
+    name, taken = linear_kernel
+    taken.clear()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, width), dtype=np.float32)
     weight = narrow(rng.standard_normal((outputs, width), dtype=np.float32), "BF16")
@@ -86,6 +106,32 @@ def test_linear_equals_the_float64_product_of_its_bf16_operands(rows, width, out
     if out == "bf16":
         tolerance += 2.0 ** -8 * np.abs(expected).max()
     np.testing.assert_allclose(widened(actual), expected, rtol=1e-5, atol=tolerance)
+    assert taken == ([width % 32 == 0 and outputs % 32 == 0] if name == "fused" else [])
+
+
+@needs_bf16
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), width=st.one_of(st.integers(1, 64), st.sampled_from([32, 96])),
+       outputs=st.sampled_from([1, 7, 64, 256, 600]), bias=st.booleans(),
+       activation=st.sampled_from([None, "gelu_tanh", "silu"]), gated=st.booleans(), residual=st.booleans(),
+       bf16_in=st.booleans(), out=st.sampled_from([None, "float32", "bf16"]), seed=st.integers(0, 2**31 - 1))
+def test_linear_equals_the_float64_product_of_its_bf16_operands(linear_kernel, rows, width, outputs, bias, activation,
+                                                               gated, residual, bf16_in, out, seed):
+    check_linear(linear_kernel, rows, width, outputs, bias, activation, gated, residual, bf16_in, out, seed)
+
+
+@needs_bf16
+@needs_amx_kernels
+@settings(max_examples=12, deadline=None)
+@given(rows=st.sampled_from([1, 33, 130, 300]), width=st.sampled_from([32, 544, 4128]),
+       outputs=st.sampled_from([32, 1024, 1056]), activation=st.sampled_from([None, "gelu_tanh"]),
+       bf16_in=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_fused_linear_over_panels_steps_and_row_blocks(linear_kernel, rows, width, outputs, activation, bf16_in,
+                                                       seed):
+    """Shapes that take the fused kernel's other branches: K longer than its step of 512 (and than
+    4096, where panels narrow to 64 outputs), several panels, partial row blocks, and weight panels
+    laid out for tasks of 128 rows or more."""
+    check_linear(linear_kernel, rows, width, outputs, True, activation, True, True, bf16_in, "float32", seed)
 
 
 def attention_reference(query, key, value, mask):
@@ -98,23 +144,11 @@ def attention_reference(query, key, value, mask):
     return np.einsum("bhqk,bkhd->bqhd", probs, rounded(value))
 
 
-needs_fused = pytest.mark.skipif(native.library() is None or not onednn._has_amx(),
-                                 reason="the fused attention kernel needs AMX and the compiled module")
-
-
-@pytest.fixture(params=["matmuls", "fused"])
+@pytest.fixture(params=["onednn", "fused"])
 def kernel(request, monkeypatch):
-    """Which attention runs: oneDNN matmuls, or the compiled AMX kernel (where it can run). Yields
-    the list of calls the fused kernel took."""
-    taken: list[bool] = []
-    fused = onednn._fused_attention
-    if request.param == "matmuls":
-        monkeypatch.setattr(onednn, "_fused_attention", lambda *args: False)
-    elif native.library() is None or not onednn._has_amx():
-        pytest.skip("the fused attention kernel needs AMX and the compiled module")
-    else:
-        monkeypatch.setattr(onednn, "_fused_attention", lambda *args: taken.append(fused(*args)) or taken[-1])
-    return request.param, taken
+    """Which attention runs: oneDNN matmuls, or the compiled AMX kernel (where it can run). Returns
+    its name and the list of calls the fused kernel took."""
+    return request.param, spied(monkeypatch, request, "_fused_attention")
 
 
 def check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed):
@@ -159,7 +193,7 @@ def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, kernel, 
 
 
 @needs_bf16
-@needs_fused
+@needs_amx_kernels
 @settings(max_examples=15, deadline=None)
 @given(batch=st.integers(1, 2), queries=st.integers(1, 80), keys=st.integers(200, 700), heads=st.integers(1, 2),
        dim=st.sampled_from([6, 64, 128, 130]), masked=st.booleans(), bounded=st.booleans(),

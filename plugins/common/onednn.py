@@ -449,9 +449,11 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
 
     The threads split the output columns, so each reads (and packs for AMX) only its share
     of the weight, which is the larger operand."""
+    out = np.empty((x.shape[0], weight.shape[0]), np.float32) if out is None else out
+    if _fused_linear(x, weight, bias, activation, gate, residual, out):
+        return out
     bits = x if x.dtype == np.uint16 else to_bf16(x)  # bf16 bits are read as they lie (see ``layout``)
-    rows, outputs = bits.shape[0], weight.shape[0]
-    out = np.empty((rows, outputs), np.float32) if out is None else out
+    outputs = weight.shape[0]
     count = max(1, min(_shares(), outputs // _COLUMNS_PER_TASK))
     bounds = np.linspace(0, outputs, count + 1).astype(int)
 
@@ -473,6 +475,31 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
 
     _in_parallel(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return out
+
+
+_FUSED_ACTIVATIONS = {None: 0, "gelu_tanh": 1, "silu": 2}  # as linear.cpp numbers them
+
+
+def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str | None,
+                  gate: np.ndarray | None, residual: np.ndarray | None, out: np.ndarray) -> bool:
+    """``linear`` by the compiled AMX kernel (``native/linear.cpp``), which reads the weight as it is
+    stored and applies the post-ops as it writes; False where it cannot run: not built, no AMX, or
+    K or N not a multiple of 32."""
+    compiled = native.library()
+    if compiled is None or not _has_amx() or activation not in _FUSED_ACTIVATIONS:
+        return False
+    vectors = [None if v is None else np.ascontiguousarray(v, np.float32).reshape(-1) for v in (bias, gate)]
+    weight = np.ascontiguousarray(weight)
+    for array in (x, out, residual):
+        if array is not None and array.strides[1] != array.itemsize:
+            return False
+    status = compiled.zoo_linear(
+        _native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.strides[0] // x.itemsize, x.shape[0], x.shape[1],
+        weight.ctypes.data, weight.shape[0], *(None if v is None else v.ctypes.data for v in vectors[:1]),
+        _FUSED_ACTIVATIONS[activation], None if vectors[1] is None else vectors[1].ctypes.data,
+        None if residual is None else residual.ctypes.data, 0 if residual is None else residual.strides[0] // 4,
+        out.ctypes.data, int(out.dtype == np.uint16), out.strides[0] // out.itemsize)
+    return status == 0
 
 
 QUERY_BLOCK = 512  # query rows per matmul: with keys and values packed once per head, blocks of 512 took

@@ -1,5 +1,5 @@
-"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``, ``heads.cpp``), built by the project's install step
-(``setup.py``) into ``_native`` and called through ``ctypes``. They are optional: where the build
+"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``, ``heads.cpp``, ``linear.cpp``), built by the
+project's install step (``setup.py``) into ``_native`` and called through ``ctypes``. They are optional: where the build
 failed, or ``$HUNYUAN_ZOO_NATIVE=0``, ``library()`` is None and the oneDNN path runs without them."""
 
 from __future__ import annotations
@@ -39,4 +39,6 @@ def library() -> ctypes.CDLL | None:
     f32 = ctypes.c_float
     native.zoo_prepare_heads.argtypes = [vp, vp, i64, i32, i32, i32, vp, f32, f32, vp, vp, i64, vp, i64, vp]
     native.zoo_prepare_heads.restype = None
+    native.zoo_linear.argtypes = [vp, vp, i32, i64, i32, i32, vp, i32, vp, i32, vp, vp, i64, vp, i32, i64]
+    native.zoo_linear.restype = i32
     return native

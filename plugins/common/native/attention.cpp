@@ -12,10 +12,6 @@
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
 
-#include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +19,7 @@
 #include <functional>
 #include <vector>
 
+#include "amx.hpp"
 #include "pool.hpp"
 
 namespace {
@@ -30,78 +27,8 @@ namespace {
 constexpr int ROWS = 32;   // queries per task: two tiles of 16 rows
 constexpr int KEYS = 256;  // keys per online-softmax step (a multiple of 32)
 constexpr float EXP_SAFE = 60.0f;  // as onednn.EXP_SAFE: exp of scores up to this needs no shift
-constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
-
-struct TileConfig {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-};
-
-// Every tile 16 rows of 64 bytes: scores and outputs 16 x 16 float32, query and probability
-// rows 16 x 32 bf16, keys and values 16 pairs x 16 columns (the VNNI layout the products read).
-void configure_tiles() {
-    TileConfig config{};
-    config.palette = 1;
-    for (int t = 0; t < 8; ++t) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
-    _tile_loadconfig(&config);
-}
-
-// Tiles 0-3, a 32 x 32 float32 block at `at` (rows `stride` floats apart), from or into memory.
-inline void load_block(const float *at, long stride) {
-    _tile_loadd(0, at, stride * 4);
-    _tile_loadd(1, at + 16, stride * 4);
-    _tile_loadd(2, at + 16 * stride, stride * 4);
-    _tile_loadd(3, at + 16 * stride + 16, stride * 4);
-}
-
-inline void store_block(float *at, long stride) {
-    _tile_stored(0, at, stride * 4);
-    _tile_stored(1, at + 16, stride * 4);
-    _tile_stored(2, at + 16 * stride, stride * 4);
-    _tile_stored(3, at + 16 * stride + 16, stride * 4);
-}
-
-// Tiles 0-3 += a (32 rows of 32 bf16, `a_stride` bytes apart) times b (two tiles of 16 pairs by
-// 16 columns, the second at `b_right`, rows `b_stride` bytes apart).
-inline void multiply_block(const void *a, long a_stride, const void *b, const void *b_right, long b_stride) {
-    _tile_loadd(4, a, a_stride);
-    _tile_loadd(5, static_cast<const char *>(a) + 16 * a_stride, a_stride);
-    _tile_loadd(6, b, b_stride);
-    _tile_loadd(7, b_right, b_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-}
-
-// Whether this process may use AMX tiles (Linux asks each process to request them), asked once.
-bool amx_ready() {
-    static const bool ready = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-    return ready;
-}
 
 inline int round_up(int n, int to) { return (n + to - 1) / to * to; }
-
-// exp(x) for x up to 88 (scores minus a shift): 2^n * e^(f ln 2), |f| <= 1/2, a degree-5 Taylor
-// polynomial (relative error below 3e-6, far under bf16's rounding of the probabilities);
-// exactly 0 below -87 (masked keys are -inf).
-inline __m512 exp_bounded(__m512 x) {
-    const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(1.44269504f));
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 y = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.693147181f));
-    __m512 p = _mm512_set1_ps(1.0f / 120);
-    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
-}
 
 struct Shapes {
     int batch, queries, keys, heads, dim;
@@ -180,15 +107,12 @@ struct Task {
     void score(int start, int width) {
         const int dp = s.dim_padded;
         for (int j = 0; j < width; j += 32) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
+            amx::zero_block();
             for (int c = 0; c < dp; c += 32) {
                 const uint32_t *k = keys + (long)(c / 2) * s.keys_padded + start + j;
-                multiply_block(q + c, dp * 2, k, k + 16, s.keys_padded * 4);
+                amx::multiply_block(q + c, dp * 2, k, k + 16, s.keys_padded * 4);
             }
-            store_block(scores + j, KEYS);
+            amx::store_block(scores + j, KEYS);
         }
     }
 
@@ -216,7 +140,7 @@ struct Task {
             const __m512 shift = _mm512_set1_ps(top);
             __m512 total = _mm512_setzero_ps();
             for (int j = 0; j < width; j += 16) {
-                const __m512 e = exp_bounded(_mm512_sub_ps(_mm512_load_ps(row + j), shift));
+                const __m512 e = amx::exp_bounded(_mm512_sub_ps(_mm512_load_ps(row + j), shift));
                 total = _mm512_add_ps(total, e);
                 _mm256_store_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(e));
             }
@@ -240,12 +164,12 @@ struct Task {
     void weigh(int start, int width) {
         const int dp = s.dim_padded;
         for (int d = 0; d < dp; d += 32) {
-            load_block(acc + d, dp);
+            amx::load_block(acc + d, dp);
             for (int j = 0; j < width; j += 32) {
                 const uint16_t *v = values + ((long)(start + j) / 2 * dp + d) * 2;
-                multiply_block(probs + j, KEYS * 2, v, v + 32, dp * 4);
+                amx::multiply_block(probs + j, KEYS * 2, v, v + 32, dp * 4);
             }
-            store_block(acc + d, dp);
+            amx::store_block(acc + d, dp);
         }
     }
 
@@ -282,7 +206,7 @@ extern "C" {
 int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const uint16_t *value,
                   const uint8_t *keep, const float *bounds, void *out, int out_bf16, long out_row_stride, long out_batch_stride,
                   int batch, int queries, int keys, int heads, int dim) {
-    if (dim > 256 || dim % 2 || !amx_ready()) return 1;
+    if (dim > 256 || dim % 2 || !amx::ready()) return 1;
     const Shapes s{batch, queries, keys, heads, dim, round_up(dim, 32), round_up(keys, 32)};
     auto &threads = *static_cast<threadpool_iface *>(pool);
     std::vector<float> additive((long)batch * s.keys_padded, -INFINITY);
@@ -310,7 +234,7 @@ int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const 
             Task task{s, query, laid_keys.data() + slot * per_head, laid_values.data() + slot * per_head * 2,
                       additive.data() + (long)b * s.keys_padded, masks[b] != 0,
                       bounds != nullptr && bounds[head] <= EXP_SAFE, b, h, (i % blocks) * ROWS};
-            configure_tiles();
+            amx::configure_tiles();
             task.load_queries();
             for (int start = 0; start < s.keys_padded; start += KEYS) {
                 const int width = std::min(KEYS, s.keys_padded - start);
