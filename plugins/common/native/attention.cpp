@@ -221,17 +221,19 @@ int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const 
     // held beside the operands (at 720p, all heads' would be another 1.5 GB).
     const int group = threads.get_num_threads(), blocks = (queries + ROWS - 1) / ROWS;
     const long per_head = (long)s.keys_padded * s.dim_padded / 2;
-    std::vector<uint32_t> laid_keys(per_head * group);
-    std::vector<uint16_t> laid_values(per_head * 2 * group);
+    amx::Buffer<uint32_t> key_buffer;
+    amx::Buffer<uint16_t> value_buffer;
+    uint32_t *laid_keys = key_buffer.get(per_head * group);
+    uint16_t *laid_values = value_buffer.get(per_head * 2 * group);
     for (int first = 0; first < batch * heads; first += group) {
         const int count = std::min(group, batch * heads - first);
         threads.parallel_for(count, [&](int i, int) {
-            lay_out_keys(key, laid_keys.data() + i * per_head, s, (first + i) / heads, (first + i) % heads);
-            lay_out_values(value, laid_values.data() + i * per_head * 2, s, (first + i) / heads, (first + i) % heads);
+            lay_out_keys(key, laid_keys + i * per_head, s, (first + i) / heads, (first + i) % heads);
+            lay_out_values(value, laid_values + i * per_head * 2, s, (first + i) / heads, (first + i) % heads);
         });
         threads.parallel_for(count * blocks, [&](int i, int) {
             const int slot = i / blocks, head = first + slot, b = head / heads, h = head % heads;
-            Task task{s, query, laid_keys.data() + slot * per_head, laid_values.data() + slot * per_head * 2,
+            Task task{s, query, laid_keys + slot * per_head, laid_values + slot * per_head * 2,
                       additive.data() + (long)b * s.keys_padded, masks[b] != 0,
                       bounds != nullptr && bounds[head] <= EXP_SAFE, b, h, (i % blocks) * ROWS};
             amx::configure_tiles();

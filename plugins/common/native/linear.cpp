@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 #include "amx.hpp"
 #include "pool.hpp"
@@ -145,19 +144,16 @@ void lay_out_panel(const Problem &p, uint16_t *to, int n0, int count) {
                                 _mm512_loadu_si512(p.weight + (long)(n0 + n) * p.width + 32L * c));
 }
 
-thread_local std::vector<float> sums_scratch;
-thread_local std::vector<uint16_t> panel_scratch;
+thread_local amx::Buffer<float> sums_scratch;
+thread_local amx::Buffer<uint16_t> panel_scratch;
 
 // Outputs [n0, n1) for input rows [m_first, m_last), from the laid-out input.
 void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first, int m_last) {
     const int count = n1 - n0, chunks = p.width / 32;
-    if ((int)sums_scratch.size() < count * 32) sums_scratch.resize(count * 32);
-    float *sums = sums_scratch.data();
+    float *sums = sums_scratch.get(count * 32);
     const bool relaid = m_last - m_first >= 4 * 32;
-    if (relaid) {
-        if ((long)panel_scratch.size() < (long)count * p.width) panel_scratch.resize((long)count * p.width);
-        lay_out_panel(p, panel_scratch.data(), n0, count);
-    }
+    uint16_t *panel = relaid ? panel_scratch.get((long)count * p.width) : nullptr;
+    if (relaid) lay_out_panel(p, panel, n0, count);
     const long pairs = p.width / 2;
     for (int m0 = m_first; m0 < m_last; m0 += 32) {
         const uint32_t *group = laid + (long)(m0 / 16) * pairs * 16;
@@ -171,7 +167,7 @@ void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first
                 for (int k = k0; k < k1; k += 32) {
                     const uint32_t *b = group + (long)(k / 2) * 16;
                     if (relaid) {
-                        const uint16_t *a = panel_scratch.data() + ((long)(n / 32) * chunks + k / 32) * 1024;
+                        const uint16_t *a = panel + ((long)(n / 32) * chunks + k / 32) * 1024;
                         for (int line = 0; line < 32; ++line)  // the next step's 2 KB
                             _mm_prefetch(reinterpret_cast<const char *>(a + 1024) + 64 * line, _MM_HINT_T0);
                         amx::multiply_block(a, 64, b, b + pairs * 16, 64);
@@ -186,7 +182,7 @@ void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first
     }
 }
 
-thread_local std::vector<uint32_t> laid_scratch;
+thread_local amx::Buffer<uint32_t> laid_scratch;
 
 }  // namespace
 
@@ -207,8 +203,7 @@ int zoo_linear(void *pool, const void *x, int x_f32, long x_stride, int rows, in
     auto &threads = *static_cast<threadpool_iface *>(pool);
     const int groups = (rows + 31) / 32 * 2;  // 16-row groups, to a whole number of 32-row blocks
     const long per_group = 16L * width / 2;
-    if ((long)laid_scratch.size() < groups * per_group) laid_scratch.resize(groups * per_group);
-    uint32_t *laid = laid_scratch.data();
+    uint32_t *laid = laid_scratch.get(groups * per_group);
     threads.parallel_for(groups, [&](int g, int) { lay_out_group(p, laid + g * per_group, g); });
 
     // Panels of 128 outputs (64 where K is long, so a panel of weight rows stays within L2), and
