@@ -134,6 +134,28 @@ def test_fused_linear_over_panels_steps_and_row_blocks(linear_kernel, rows, widt
     check_linear(linear_kernel, rows, width, outputs, True, activation, True, True, bf16_in, "float32", seed)
 
 
+@settings(max_examples=15, deadline=None)
+@given(rows=st.integers(1, 40), width=st.sampled_from([1, 24, 96]), outputs=st.sampled_from([1, 64, 300]),
+       activation=st.sampled_from([None, "gelu_tanh", "silu"]), gated=st.booleans(), residual=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_float32_linear_is_a_float32_product(rows, width, outputs, activation, gated, residual, seed):
+    """With float32 weights the product, post-ops included, is float32 throughout: within float32
+    rounding of the float64 result, far inside what a bf16 rounding would give."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, width), dtype=np.float32)
+    weight = rng.standard_normal((outputs, width), dtype=np.float32)
+    b = rng.standard_normal(outputs).astype(np.float32)
+    gate = rng.standard_normal(outputs).astype(np.float32) if gated else None
+    add = rng.standard_normal((rows, outputs)).astype(np.float32) if residual else None
+    expected = torch.from_numpy(x.astype(np.float64) @ weight.T.astype(np.float64) + b)
+    if activation is not None:
+        expected = {"gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+                    "silu": torch.nn.functional.silu}[activation](expected)
+    expected = expected.numpy() * (1.0 if gate is None else gate) + (0.0 if add is None else add)
+    actual = onednn.linear(x, weight, b, activation, gate, add)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.sqrt(width) * (1 + np.abs(expected).max()))
+
+
 def attention_reference(query, key, value, mask):
     scores = np.einsum("bqhd,bkhd->bhqk", rounded(query), rounded(key))
     if mask is not None:
@@ -190,6 +212,25 @@ def test_attention_equals_the_softmax_of_its_bf16_operands(monkeypatch, kernel, 
     kernel[1].clear()
     monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
     check_attention(kernel, batch, queries, keys, heads, dim, masked, bounded, spread, seed)
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 2), queries=st.integers(1, 20), keys=st.integers(1, 600), heads=st.integers(1, 3),
+       dim=st.sampled_from([2, 8, 32]), masked=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_exact_attention_is_the_float32_softmax(monkeypatch, batch, queries, keys, heads, dim, masked, seed):
+    monkeypatch.setattr(onednn, "QUERY_BLOCK", 7)  # several query blocks per head
+    rng = np.random.default_rng(seed)
+    query, key, value = (rng.standard_normal((batch, length, heads, dim), dtype=np.float32)
+                         for length in (queries, keys, keys))
+    mask = rng.random((batch, keys)) < 0.6 if masked else None
+    scores = np.einsum("bqhd,bkhd->bhqk", query.astype(np.float64), key.astype(np.float64))
+    if mask is not None:
+        scores = np.where(mask[:, None, None, :], scores, -np.inf)
+        scores = np.where(mask.any(axis=1)[:, None, None, None], scores, 0.0)  # no key at all: uniform
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    expected = np.einsum("bhqk,bkhd->bqhd", probs / probs.sum(-1, keepdims=True), value.astype(np.float64))
+    actual = onednn.attention(query, key, value, mask, exact=True)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5 * np.sqrt(dim))
 
 
 @needs_bf16
@@ -252,17 +293,23 @@ def folders(tmp_path_factory):
     return folders
 
 
-def bf16_layers(backbone) -> set[bool]:
+def paths(backbone) -> set[str | bool]:
+    """The paths the backbone's linear layers take: ``"bf16"`` or ``"f32"`` on oneDNN, False on MindSpore's ops."""
     return {cell.onednn_path for _, cell in backbone.network.cells_and_names() if isinstance(cell, Linear)}
 
 
 @needs_bf16
 def test_auto_computes_16_bit_weights_in_bf16_and_float32_weights_in_float32(folders):
-    assert bf16_layers(load(folders["bfloat16"])) == {True}
-    assert bf16_layers(load(folders["float16"])) == {True}
-    assert bf16_layers(load(folders["float32"])) == {False}
-    assert bf16_layers(load(folders["float32"], compute_dtype="bfloat16")) == {True}
-    assert bf16_layers(load(folders["bfloat16"], compute_dtype="float32")) == {False}
+    assert paths(load(folders["bfloat16"])) == {"bf16"}
+    assert paths(load(folders["float16"])) == {"bf16"}
+    assert paths(load(folders["float32"])) == {"f32"}
+    assert paths(load(folders["float32"], compute_dtype="bfloat16")) == {"bf16"}
+    assert paths(load(folders["bfloat16"], compute_dtype="float32")) == {"f32"}
+
+
+def test_float32_runs_on_mindspores_ops_when_onednn_is_turned_off(folders, monkeypatch):
+    monkeypatch.setenv("HUNYUAN_ZOO_CPU_ONEDNN", "0")
+    assert paths(load(folders["float32"])) == {False}
 
 
 @needs_bf16
@@ -283,7 +330,7 @@ def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folde
         notice = capsys.readouterr().err.strip().splitlines()
         assert notice == ["hunyuanvideo-transformer: computing in float32, not bf16: turned off by "
                           "HUNYUAN_ZOO_CPU_BF16=0"]
-        assert bf16_layers(first) == {False}
+        assert paths(first) == {"f32"}
         args = inputs(tiny(), 2)
         np.testing.assert_array_equal(call(second, tiny(), *args),
                                       call(load(folders["bfloat16"], compute_dtype="float32"), tiny(), *args))
@@ -298,9 +345,9 @@ def test_without_the_compiled_helpers_it_says_so_once(folders, monkeypatch, caps
     monkeypatch.setattr(native, "missing", lambda: "it was not built at install")
     first, second = (load(folders["bfloat16"], compute_dtype="bfloat16") for _ in range(2))
     assert capsys.readouterr().err.strip().splitlines() == [
-        "hunyuanvideo-transformer: bf16 without the compiled thread pool and attention kernels (slower): "
+        "hunyuanvideo-transformer: bf16 without the compiled thread pool and kernels (slower): "
         "it was not built at install"]
-    assert bf16_layers(first) == bf16_layers(second) == {True}
+    assert paths(first) == paths(second) == {"bf16"}
 
 
 def test_a_linear_layer_applies_its_activation_after_the_bias():
@@ -326,7 +373,7 @@ def test_llama_in_bf16_stays_close_to_transformers_float32(tmp_path, stored):
                         ._get_llama_prompt_embeds(batch, TEMPLATE, device="cpu", max_sequence_length=8))
     encoder = zoo.load_component("encoder", "hunyuanvideo-llama", weights=tmp_path, prompt_template=TEMPLATE,
                                  max_sequence_length=8)  # auto: 16-bit weights, bf16 matmuls
-    assert {cell.onednn_path for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {True}
+    assert {cell.onednn_path for _, cell in encoder.model.cells_and_names() if isinstance(cell, Linear)} == {"bf16"}
     mask = mask.astype(bool)
     actual = encoder.encode(batch).hidden_states[mask]
     assert np.abs(actual - hidden[mask]).max() <= 2e-2 * max(1.0, float(np.abs(hidden[mask]).max()))

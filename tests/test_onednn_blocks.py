@@ -1,8 +1,8 @@
 """The transformer's blocks, embedders and final norm on the oneDNN path (``onednn_blocks``: norms
 with their modulation, gates and residuals inside the matmuls, joint query/key/value buffers)
-compute what the same bf16 backbone computes cell by cell, on tiny configurations hypothesis
-draws: batches of one and two with padded text, every block kind, token replacement; and a block
-whose layers are not plain ``Linear``s keeps the cell path."""
+compute what the same backbone computes cell by cell, in bf16 and in float32, on tiny
+configurations hypothesis draws: batches of one and two with padded text, every block kind,
+token replacement; and a block whose layers are not plain ``Linear``s keeps the cell path."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from tests.test_transformer_image_parity import configs as image_configs
 from tests.test_transformer_parity import configs, reference_model
 
 
-def blocks_on_onednn(backbone, on: bool) -> None:
+def compute_cell_by_cell(backbone) -> None:
+    """The blocks, embedders and final norm computed cell by cell (their layers stay on oneDNN)."""
     for _, cell in backbone.network.cells_and_names():
         if isinstance(cell, WHOLE_ON_ONEDNN):
-            cell.onednn_path = on
+            cell.onednn_path = False
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -41,12 +42,32 @@ def preparation(request, monkeypatch):
         pytest.skip("the compiled helper is not built here")
 
 
+cases = given(data=st.data(), batch=st.integers(1, 2), grid=st.tuples(*[st.integers(1, 3)] * 3),
+              length=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+
+
 @needs_bf16
 @pytest.mark.parametrize("variant", ["text", "token_replace"])
 @settings(max_examples=12, deadline=None)
-@given(data=st.data(), batch=st.integers(1, 2), grid=st.tuples(*[st.integers(1, 3)] * 3),
-       length=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+@cases
 def test_fused_blocks_equal_the_cell_by_cell_bf16_path(preparation, variant, data, batch, grid, length, seed):
+    fused, cell_by_cell = both_paths("bfloat16", variant, data, batch, grid, length, seed)
+    scale = max(1.0, float(np.abs(cell_by_cell).max()))
+    # the same bf16 roundings, but float32 steps fused differently: a bf16 rounding may flip
+    assert np.abs(fused - cell_by_cell).max() <= 1e-2 * scale
+
+
+@pytest.mark.parametrize("variant", ["text", "token_replace"])
+@settings(max_examples=6, deadline=None)
+@cases
+def test_fused_float32_blocks_equal_the_cell_by_cell_float32_path(variant, data, batch, grid, length, seed):
+    fused, cell_by_cell = both_paths("float32", variant, data, batch, grid, length, seed)
+    assert np.abs(fused - cell_by_cell).max() <= 1e-4 * max(1.0, float(np.abs(cell_by_cell).max()))
+
+
+def both_paths(compute_dtype, variant, data, batch, grid, length, seed) -> tuple[np.ndarray, np.ndarray]:
+    """One backbone's output with its blocks computed whole on oneDNN, and cell by cell (each
+    layer still on oneDNN)."""
     config = data.draw(configs() if variant == "text" else image_configs(variant))
     rng = np.random.default_rng(seed)
     shape = (batch, config["out_channels"], grid[0] * config["patch_size_t"],
@@ -62,14 +83,11 @@ def test_fused_blocks_equal_the_cell_by_cell_bf16_path(preparation, variant, dat
     with tempfile.TemporaryDirectory() as folder:
         reference_model(config, seed).save_pretrained(folder)
         backbone = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
-                                      compute_dtype="bfloat16")
+                                      compute_dtype=compute_dtype)
     guidance = 6.0 if config["guidance_embeds"] else None
     fused = backbone(latents, timestep, text, guidance=guidance, image=image)
-    blocks_on_onednn(backbone, False)
-    cell_by_cell = backbone(latents, timestep, text, guidance=guidance, image=image)
-    scale = max(1.0, float(np.abs(cell_by_cell).max()))
-    # the same bf16 roundings, but float32 steps fused differently: a bf16 rounding may flip
-    assert np.abs(fused - cell_by_cell).max() <= 1e-2 * scale
+    compute_cell_by_cell(backbone)
+    return fused, backbone(latents, timestep, text, guidance=guidance, image=image)
 
 
 class _Doubled(Linear):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 
 import numpy as np
+import pytest
 import torch
 from diffusers import HunyuanVideoTransformer3DModel
 from hypothesis import example, given
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.common.layers import Linear
 from plugins.common.options import OWN_OPTIONS
 from plugins.hunyuanvideo_transformer.backbone import HunyuanVideoTransformer
 
@@ -58,13 +60,22 @@ def tiny(**options) -> dict:
     return {**config, **options}
 
 
+@pytest.fixture(params=["f32", False], ids=["onednn", "mindspore"])
+def float32_path(request, monkeypatch):
+    """The path float32 takes on the CPU: oneDNN's float32 primitives (the default), or MindSpore's
+    own ops (``HUNYUAN_ZOO_CPU_ONEDNN=0``, and the path on other devices)."""
+    if not request.param:
+        monkeypatch.setenv("HUNYUAN_ZOO_CPU_ONEDNN", "0")
+    return request.param
+
+
 @given(config=configs(), batch=st.integers(1, 2), grid=st.tuples(*[st.integers(1, 3)] * 3),
        length=st.integers(1, 6), sharded=st.booleans(), seed=st.integers(0, 2**31 - 1))
 @example(config=tiny(num_layers=2, num_single_layers=2, num_refiner_layers=2, patch_size_t=2),
          batch=2, grid=(2, 2, 3), length=6, sharded=True, seed=1)
 @example(config=tiny(guidance_embeds=False, num_layers=0, patch_size=1), batch=1, grid=(1, 2, 2), length=4,
          sharded=False, seed=2)
-def test_matches_diffusers(config, batch, grid, length, sharded, seed):
+def test_matches_diffusers(float32_path, config, batch, grid, length, sharded, seed):
     rng = np.random.default_rng(seed)
     reference = reference_model(config, seed)
     shape = (batch, config["in_channels"], grid[0] * config["patch_size_t"],
@@ -88,6 +99,8 @@ def test_matches_diffusers(config, batch, grid, length, sharded, seed):
         reference.save_pretrained(folder, max_shard_size=20_000 if sharded else "10GB")
         ours = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder)
     assert isinstance(ours, HunyuanVideoTransformer)
+    assert {cell.onednn_path for _, cell in ours.network.cells_and_names()
+            if isinstance(cell, Linear)} == {float32_path}
     assert ours.config.model_dump(exclude=set(OWN_OPTIONS)) == {**config, "qk_norm": "rms_norm",
                                                          "image_condition_type": None}
     text = TextEmbeddings(hidden_states=hidden, attention_mask=mask, pooled=pooled)

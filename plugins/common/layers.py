@@ -89,9 +89,9 @@ def _onednn_norm(x: Tensor, eps: float, weight: Parameter | None, bias: Paramete
 
 class LayerNorm(nn.Cell):
     """LayerNorm over the last dim; ``weight``/``bias`` only if ``elementwise_affine``; on
-    oneDNN's layer norm with ``onednn_path`` set (see ``use_bf16_matmuls``)."""
+    oneDNN's layer norm with ``onednn_path`` set (see ``use_onednn``)."""
 
-    onednn_path = False
+    onednn_path: str | bool = False
 
     def __init__(self, dim: int, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True) -> None:
@@ -111,7 +111,7 @@ class RMSNorm(nn.Cell):
     """RMSNorm over the last dim, computed in float32 and cast back; on oneDNN's with
     ``onednn_path`` set."""
 
-    onednn_path = False
+    onednn_path: str | bool = False
 
     def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True) -> None:
         super().__init__()
@@ -151,12 +151,12 @@ class Linear(mint.nn.Linear):
     weights widened to the input's dtype (see ``precision``), then ``activation`` (a name in
     ``ACTIVATIONS``) if given.
 
-    With ``onednn_path`` set (see ``use_bf16_matmuls``) the product is oneDNN's bf16 matmul
-    instead: the input rounded to bf16, the weight's bf16 storage read as it is, float32 out,
-    the activation applied inside the matmul.
+    With ``onednn_path`` set (see ``use_onednn``) the product is oneDNN's matmul instead, the
+    activation applied inside it: at ``"bf16"`` the input rounded to bf16 and the weight's bf16
+    storage read as it is, float32 out; at ``"f32"`` a float32 product.
     """
 
-    onednn_path = False
+    onednn_path: str | bool = False
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  activation: str | None = None) -> None:
@@ -166,7 +166,7 @@ class Linear(mint.nn.Linear):
 
     def construct(self, x: Tensor) -> Tensor:
         if self.onednn_path:
-            return self._bf16(x)
+            return self._by_onednn(x)
         out = self.matmul(_rows(x), computable(self.weight, x.dtype))
         if self.bias is not None:
             out = ops.bias_add(out, computable(self.bias, x.dtype))
@@ -174,36 +174,40 @@ class Linear(mint.nn.Linear):
             out = ACTIVATIONS[self.activation](out)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
-    def _bf16(self, x: Tensor) -> Tensor:
+    def _by_onednn(self, x: Tensor) -> Tensor:
         out, = self.on_onednn([{"x": _float32_rows(x)}])
         return _like(out, x)
 
     def on_onednn(self, calls: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """``bf16_products`` of this layer's weight, bias and activation."""
-        return bf16_products(self.weight, self.bias, calls, self.activation)
+        """``onednn_products`` of this layer's weight, bias and activation."""
+        return onednn_products(self.weight, self.bias, calls, self.activation, self.onednn_path)
 
 
-def bf16_products(weight: Parameter, bias: Parameter | None, calls: list[dict[str, np.ndarray]],
-                  activation: str | None = None) -> list[np.ndarray]:
+def onednn_products(weight: Parameter, bias: Parameter | None, calls: list[dict[str, np.ndarray]],
+                    activation: str | None = None, precision: str = "bf16") -> list[np.ndarray]:
     """``onednn.linear`` with ``weight`` (its leading dim the outputs, the rest flattened, as a
     convolution's), ``bias`` and ``activation``, once per entry of ``calls`` (its other arguments:
-    ``x``, and ``gate``, ``residual``, ``out`` where wanted), taking the weight's bf16 bits once
-    for them all."""
-    bits, done = bf16_operand(weight)
-    bits = bits.reshape(bits.shape[0], -1)
+    ``x``, and ``gate``, ``residual``, ``out`` where wanted), taking the weight's bf16 bits (or, at
+    ``precision`` ``"f32"``, its float32 values) once for them all."""
+    operand, done = bf16_operand(weight) if precision == "bf16" else (computable(weight).asnumpy(), None)
+    operand = operand.reshape(operand.shape[0], -1)
     bias = None if bias is None else computable(bias).asnumpy()
-    outs = [onednn.linear(weight=bits, bias=bias, activation=activation, **call) for call in calls]
+    outs = [onednn.linear(weight=operand, bias=bias, activation=activation, **call) for call in calls]
     if done is not None:
         done()
     return outs
 
 
-def use_bf16_matmuls(network: nn.Cell) -> None:
-    """Switch every cell of ``network`` that has a oneDNN path (an ``onednn_path`` attribute) to it:
-    bf16 matmuls and attention, and the norms between them in float32."""
+PRECISIONS = ("bf16", "f32")  # of the oneDNN path: bf16 matmul operands, or float32 throughout
+
+
+def use_onednn(network: nn.Cell, precision: str) -> None:
+    """Switch every cell of ``network`` that has a oneDNN path (an ``onednn_path`` attribute) to it,
+    at ``precision`` (one of ``PRECISIONS``): the matmuls and attention at that precision, the norms
+    between them in float32."""
     for _, cell in network.cells_and_names():
         if hasattr(cell, "onednn_path"):
-            cell.onednn_path = True
+            cell.onednn_path = precision
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:

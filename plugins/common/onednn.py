@@ -1,21 +1,23 @@
-"""bf16 matmuls and attention on the CPU, through the oneDNN library MindSpore ships.
+"""bf16 (and float32) matmuls and attention on the CPU, through the oneDNN library MindSpore ships.
 
 MindSpore's CPU backend has no bf16 matmul kernel, but the oneDNN it bundles
 (``mindspore/lib/libdnnl.so.3``) has bf16 matmul, reorder and softmax primitives that
 run on AVX512_BF16 and AMX where the CPU has them. Its C API is called here through
-``ctypes``: no compiled part of our own, nothing to build on a fresh machine.
+``ctypes``. Its float32 primitives serve CPUs without bf16 instructions: computed whole on
+oneDNN, the transformer's blocks skip MindSpore's per-op overhead there too.
 
 That oneDNN is built for a caller-provided thread pool. Ours is compiled by the install step
 (``native/threadpool.cpp``): given to the streams, it runs every primitive on all cores with
 oneDNN's own partitioning, its workers spinning briefly between primitives. Where it was not
 built (or ``$HUNYUAN_ZOO_NATIVE=0``), oneDNN runs each primitive on the calling thread, and
 the work is split over rows or columns and run on a pool of Python threads (ctypes releases the
-GIL during a call). Attention runs as a fused AMX kernel of ours (``native/attention.cpp``)
-where the CPU has AMX and the module was built, else as oneDNN matmuls.
+GIL during a call). Where the CPU has AMX and the module was built, bf16 linear layers and
+attention run as fused kernels of ours (``native/linear.cpp``, ``native/attention.cpp``), else
+as oneDNN matmuls.
 
-Operands are numpy arrays: float32 activations are rounded to bf16 by oneDNN's reorder
-(round to nearest even), weights come as bf16 bits (``uint16``), and every product is
-accumulated and returned in float32.
+Operands are numpy arrays: on the bf16 path, float32 activations are rounded to bf16 (round
+to nearest even), weights come as bf16 bits (``uint16``), and every product is accumulated
+and returned in float32; on the float32 path everything is float32.
 """
 
 from __future__ import annotations
@@ -442,24 +444,25 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
            gate: np.ndarray | None = None, residual: np.ndarray | None = None,
            out: np.ndarray | None = None) -> np.ndarray:
     """``residual + gate * activation(x [M, K] @ weight.T + bias)``, each part where given, in one
-    pass: ``x`` float32 (rounded to bf16 here) or bf16 bits, ``weight [N, K]`` bf16 bits,
-    ``bias``/``gate [N]`` float32, ``residual [M, N]`` float32, ``activation`` one of
-    ``ACTIVATIONS`` or None. Written to ``out`` (float32 or bf16 bits; rows may be strided) or to
-    a new float32 array.
+    pass: ``weight [N, K]`` bf16 bits, with ``x`` float32 (rounded to bf16 here) or bf16 bits; or
+    ``weight`` float32, with ``x`` float32 (a float32 product); ``bias``/``gate [N]`` float32,
+    ``residual [M, N]`` float32, ``activation`` one of ``ACTIVATIONS`` or None. Written to ``out``
+    (float32 or bf16 bits; rows may be strided) or to a new float32 array.
 
     The threads split the output columns, so each reads (and packs for AMX) only its share
     of the weight, which is the larger operand."""
     out = np.empty((x.shape[0], weight.shape[0]), np.float32) if out is None else out
     if _fused_linear(x, weight, bias, activation, gate, residual, out):
         return out
-    bits = x if x.dtype == np.uint16 else to_bf16(x)  # bf16 bits are read as they lie (see ``layout``)
+    if weight.dtype == np.uint16 and x.dtype != np.uint16:
+        x = to_bf16(x)  # bf16 bits are read as they lie (see ``layout``)
     outputs = weight.shape[0]
     count = max(1, min(_shares(), outputs // _COLUMNS_PER_TASK))
     bounds = np.linspace(0, outputs, count + 1).astype(int)
 
     def work(columns: slice) -> None:
         part = weight[columns]
-        pointers = {SRC: bits.ctypes.data, WEIGHTS: part.ctypes.data, DST: out[:, columns].ctypes.data}
+        pointers = {SRC: x.ctypes.data, WEIGHTS: part.ctypes.data, DST: out[:, columns].ctypes.data}
         bias_layout = None
         if bias is not None:
             bias_layout, pointers[BIAS] = layout(bias[None, columns]), bias[columns].ctypes.data
@@ -469,9 +472,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ac
             if operand is not None:
                 pointers[post_op_arg(len(post_ops))] = operand.ctypes.data
                 post_ops.append((kind, layout(operand)))
-        width = bits.shape[1]
-        matmul(layout(bits), ((width, part.shape[0]), (1, width), BF16), layout(out[:, columns]), bias_layout,
-               tuple(post_ops)).run(pointers)
+        width = x.shape[1]
+        matmul(layout(x), ((width, part.shape[0]), (1, width), _TYPES[weight.dtype]), layout(out[:, columns]),
+               bias_layout, tuple(post_ops)).run(pointers)
 
     _in_parallel(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return out
@@ -486,7 +489,7 @@ def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, ac
     stored and applies the post-ops as it writes; False where it cannot run: not built, no AMX, or
     K or N not a multiple of 32."""
     compiled = native.library()
-    if compiled is None or not _has_amx() or activation not in _FUSED_ACTIVATIONS:
+    if compiled is None or not _has_amx() or activation not in _FUSED_ACTIVATIONS or weight.dtype != np.uint16:
         return False
     vectors = [None if v is None else np.ascontiguousarray(v, np.float32).reshape(-1) for v in (bias, gate)]
     weight = np.ascontiguousarray(weight)
@@ -521,12 +524,14 @@ EXP_SAFE = 60.0  # |score| up to which exp needs no shift: exp(60) = 1.1e26, so 
 
 
 def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.ndarray | None = None,
-              out: np.ndarray | None = None, score_bounds: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, score_bounds: np.ndarray | None = None,
+              exact: bool = False) -> np.ndarray:
     """``softmax(query @ key^T) @ value`` for each batch item and head, in bf16 with float32
     scores and sums: ``query [B, Sq, H, D]`` (already scaled), ``key``/``value [B, Sk, H, D]``,
     float32 or bf16 bits; ``mask [B, Sk]`` True where a key may be attended to. Written to
     ``out [B, Sq, H*D]`` (float32 or bf16 bits; rows may be strided) or to a new float32
-    ``[B, Sq, H, D]``.
+    ``[B, Sq, H, D]``. With ``exact``, float32 operands stay float32: every product and the
+    probabilities are float32 (the matmul kernels, no score bounds).
 
     Heads are read in place (strided), so nothing is transposed. Each task is one head (or,
     with fewer heads than threads, a share of its queries): it packs the head's keys and values
@@ -541,51 +546,53 @@ def attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, mask: np.nd
     value is rounded to bf16 (the exponential rather than the probability), by the same
     relative amount.
     """
-    query, key, value = (a if a.dtype == np.uint16 else to_bf16(a) for a in (query, key, value))
+    if not exact:
+        query, key, value = (a if a.dtype == np.uint16 else to_bf16(a) for a in (query, key, value))
     query, key, value = (np.ascontiguousarray(a) for a in (query, key, value))
     batch, queries, heads, dim = query.shape
-    keys, row = key.shape[1], heads * dim
+    keys, row, low, size = key.shape[1], heads * dim, _TYPES[query.dtype], query.itemsize
     out = np.empty(query.shape, np.float32) if out is None else out
-    if _fused_attention(query, key, value, mask, out, score_bounds):
+    if not exact and _fused_attention(query, key, value, mask, out, score_bounds):
         return out
     out_row, out_type, out_size = out.strides[1] // out.itemsize, _TYPES[out.dtype], out.itemsize
     additive = None if mask is None else np.where(mask, 0.0, _LOWEST).astype(np.float32)
-    fast = np.zeros((batch, heads), bool) if score_bounds is None else score_bounds <= EXP_SAFE
+    fast = np.zeros((batch, heads), bool) if score_bounds is None or exact else score_bounds <= EXP_SAFE
     if mask is not None:
         fast &= mask.any(axis=1)[:, None]
     ones = np.full((keys, 1), 0x3F80, np.uint16)  # bf16 1.0
 
     post_ops = () if additive is None else (("add", _rows((1, keys), F32)),)
-    key_layout, value_layout = ((dim, keys), (1, row), BF16), ((keys, dim), (row, 1), BF16)
+    key_layout, value_layout = ((dim, keys), (1, row), low), ((keys, dim), (row, 1), low)
 
     def work(task: tuple[int, int, range]) -> None:
         b, h, starts = task
         exp = bool(fast[b, h])
-        head_keys = key.ctypes.data + 2 * ((b * keys * heads + h) * dim)
-        head_values = value.ctypes.data + 2 * ((b * keys * heads + h) * dim)
+        head_keys = key.ctypes.data + size * ((b * keys * heads + h) * dim)
+        head_values = value.ctypes.data + size * ((b * keys * heads + h) * dim)
         pack = len(starts) > 1  # a single block reads keys and values in place
         matmuls: dict[int, tuple[_Primitive, _Primitive, tuple[np.ndarray, ...]]] = {}  # by block rows
         for start in starts:
             rows = min(QUERY_BLOCK, queries - start)
             if rows not in matmuls:
-                scoring = matmul(((rows, dim), (row, 1), BF16), ((dim, keys), None if pack else key_layout[1], BF16),
+                scoring = matmul(((rows, dim), (row, 1), low), ((dim, keys), None if pack else key_layout[1], low),
                                  _rows((rows, keys), BF16 if exp else F32), None,
                                  post_ops + ((("eltwise", "exp"),) if exp else ()))
-                weighing = matmul(_rows((rows, keys), BF16), ((keys, dim), None if pack else value_layout[1], BF16),
+                weighing = matmul(_rows((rows, keys), low), ((keys, dim), None if pack else value_layout[1], low),
                                   _rows((rows, dim), F32) if exp else ((rows, dim), (out_row, 1), out_type))
                 packed = (scoring.pack(key_layout, head_keys), weighing.pack(value_layout, head_values)) if pack else ()
                 matmuls[rows] = (scoring, weighing, packed)
             scoring, weighing, packed = matmuls[rows]
             keys_at, values_at = (array.ctypes.data for array in packed) if pack else (head_keys, head_values)
             scores, probs = _buffers(rows, keys)
+            probs = scores if exact else probs  # (the softmax runs in place)
             target = out.ctypes.data + b * out.strides[0] + start * out.strides[1] + out_size * h * dim
-            pointers = {SRC: query.ctypes.data + 2 * (((b * queries + start) * heads + h) * dim),
+            pointers = {SRC: query.ctypes.data + size * (((b * queries + start) * heads + h) * dim),
                         WEIGHTS: keys_at, DST: (probs if exp else scores).ctypes.data}
             if additive is not None:
                 pointers[post_op_arg(0)] = additive.ctypes.data + 4 * b * keys
             scoring.run(pointers)
             if not exp:
-                softmax(_rows((rows, keys), F32), _rows((rows, keys), BF16), 1).run(
+                softmax(_rows((rows, keys), F32), _rows((rows, keys), low), 1).run(
                     {SRC: scores.ctypes.data, DST: probs.ctypes.data})
                 weighing.run({SRC: probs.ctypes.data, WEIGHTS: values_at, DST: target})
                 continue
@@ -673,6 +680,28 @@ def _cpu_flags() -> set[str]:
 @cache
 def _has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
+
+
+def float32_unavailable() -> str | None:
+    """Why the float32 oneDNN path should not run (one clause), or None when it can: it needs the
+    bundled library and a small product that comes out right. ``$HUNYUAN_ZOO_CPU_ONEDNN=0`` keeps
+    float32 on MindSpore's own ops."""
+    if os.environ.get("HUNYUAN_ZOO_CPU_ONEDNN", "").strip() == "0":
+        return "turned off by HUNYUAN_ZOO_CPU_ONEDNN=0"
+    return _float32_self_test()
+
+
+@cache
+def _float32_self_test() -> str | None:
+    x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
+    weight = np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40)
+    try:
+        got = linear(x, weight)
+    except (OSError, AttributeError, OneDnnError) as exc:
+        return f"oneDNN cannot run ({exc})"
+    if not np.allclose(got, x.astype(np.float64) @ weight.T.astype(np.float64), rtol=1e-5, atol=1e-5):
+        return "oneDNN's float32 matmul gave wrong results in a self-test"
+    return None
 
 
 @cache

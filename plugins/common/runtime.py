@@ -7,7 +7,7 @@ import numpy as np
 from mindspore import nn
 
 from plugins.common import native, onednn
-from plugins.common.layers import use_bf16_matmuls
+from plugins.common.layers import use_onednn
 from plugins.common.precision import stored_of
 
 _NOTICES: set[str] = set()
@@ -35,23 +35,24 @@ def compute_dtype(name: str) -> ms.dtype:
                                                 "float16": ms.float16}[name]
 
 
-def apply_matmul_precision(name: str, network: nn.Cell, what: str) -> None:
+def apply_matmul_precision(name: str, network: nn.Cell, what: str, float32_on_onednn: bool = False) -> None:
     """Switch ``network``'s matmuls to bf16 on this CPU (``plugins.common.onednn``) where they should:
-    when
-    ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
+    when ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
     as the published LLaMA is: the precision the checkpoint was published in). Where the CPU
-    cannot, one line says so and float32 is used."""
-    if ms.get_context("device_target") != "CPU" or name not in ("bfloat16", "auto"):
+    cannot, one line says so and float32 is used: with ``float32_on_onednn``, oneDNN's float32
+    path where it can run (see ``onednn.float32_unavailable``), else MindSpore's ops."""
+    if ms.get_context("device_target") != "CPU":
         return
-    if name == "auto" and not _mostly_half(network):
-        return
-    reason = onednn.bf16_unavailable()
-    if reason is None:
-        use_bf16_matmuls(network)
-        if (absent := native.missing()) is not None:
-            _notice(f"{what}: bf16 without the compiled thread pool and attention kernels (slower): {absent}")
-        return
-    _notice(f"{what}: computing in float32, not bf16: {reason}")
+    if name == "bfloat16" or (name == "auto" and _mostly_half(network)):
+        reason = onednn.bf16_unavailable()
+        if reason is None:
+            use_onednn(network, "bf16")
+            if (absent := native.missing()) is not None:
+                _notice(f"{what}: bf16 without the compiled thread pool and kernels (slower): {absent}")
+            return
+        _notice(f"{what}: computing in float32, not bf16: {reason}")
+    if float32_on_onednn and onednn.float32_unavailable() is None:
+        use_onednn(network, "f32")
 
 
 def _notice(line: str) -> None:

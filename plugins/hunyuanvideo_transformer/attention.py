@@ -40,7 +40,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, swap: Tensor) -> Tensor:
 
 class _Heads(nn.Cell):
     """``to_q``/``to_k``/``to_v`` with optional RMS norms of query and key per head; with
-    ``onednn_path`` set, attention runs on oneDNN's bf16 matmuls (see ``_attend``)."""
+    ``onednn_path`` set, attention runs on oneDNN's matmuls (see ``_attend``)."""
 
     onednn_path = False
 
@@ -62,21 +62,23 @@ class _Heads(nn.Cell):
         return query, key, self.split(self.to_v(x))
 
 
-def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, bf16: bool = False) -> Tensor:
+def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, onednn_path: str | bool = False) -> Tensor:
     """Scaled dot-product attention, ``[B, S, H, D]`` in, ``[B, S, H*D]`` out, in float32.
 
     ``mask [B, 1, 1, Lk]`` is True where a key may be attended to; a masked score is
     the lowest finite value, not -inf, so a fully masked row stays finite (uniform).
     It runs one head at a time on 2D matmuls, which MindSpore's CPU backend does about
     1.4x faster than batched matmuls over all heads at once (measured at 12 x 1536 x 128).
-    With ``bf16``, oneDNN's bf16 matmuls and softmax run it instead (``onednn.attention``).
+    On the oneDNN path (``"bf16"`` or ``"f32"``), oneDNN's matmuls and softmax run it instead
+    (``onednn.attention``).
     """
     batch, length, heads, dim = query.shape
     dtype = query.dtype
     query = query.float() * (1.0 / math.sqrt(dim))
-    if bf16:
+    if onednn_path:
         keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
-        out = onednn.attention(query.asnumpy(), key.float().asnumpy(), value.float().asnumpy(), keep)
+        out = onednn.attention(query.asnumpy(), key.float().asnumpy(), value.float().asnumpy(), keep,
+                               exact=onednn_path == "f32")
         return ms.from_numpy(out).reshape(batch, length, heads * dim).astype(dtype)
     query = query.swapaxes(1, 2)
     key, value = key.float().swapaxes(1, 2), value.float().swapaxes(1, 2)

@@ -49,7 +49,7 @@ class HunyuanVideoTransformer:
         self.adapters = Adapters(self.network)
         for lora in config.loras:
             self.adapters.load(lora.path, lora.strength, lora.name)
-        apply_matmul_precision(config.compute_dtype, self.network, "hunyuanvideo-transformer")
+        apply_matmul_precision(config.compute_dtype, self.network, "hunyuanvideo-transformer", float32_on_onednn=True)
         self._rope: tuple[tuple[int, ...], ms.Tensor, ms.Tensor] | None = None
 
     def __call__(self, latents: np.ndarray, timestep: np.ndarray, text: TextEmbeddings,

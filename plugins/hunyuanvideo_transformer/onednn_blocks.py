@@ -1,10 +1,10 @@
-"""The transformer's cells on the oneDNN path (bf16 matmuls on the CPU), on numpy arrays: the
-blocks, and the embedders and final norm around them.
+"""The transformer's cells on the oneDNN path (bf16 or float32 matmuls on the CPU), on numpy
+arrays: the blocks, and the embedders and final norm around them.
 
 The same arithmetic as the blocks' ``construct`` (``blocks``, ``attention``, ``refiner``), with
 the steps between the matmuls folded into oneDNN calls rather than run as separate MindSpore
 ops: each norm applies its modulation (``1 + scale`` and ``shift`` as the norm's own scale and
-shift) and writes bf16, which is what the next matmuls read; gate and residual are post-ops of
+shift) and writes what the next matmuls read (bf16 bits, or float32 at ``"f32"``); gate and residual are post-ops of
 the output projection; query, key and value are written into joint buffers, so nothing is
 concatenated; the attention's softmax scale rides in the query norm's weight. The residual
 stream, the norms' statistics and the softmax stay float32, as on the cell-by-cell path.
@@ -24,7 +24,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from plugins.common import onednn
-from plugins.common.layers import Linear, bf16_products, host
+from plugins.common.layers import Linear, host, onednn_products
 from plugins.common.precision import computable
 
 # Rows ``[start, stop)`` of one batch item and the modulation vectors ``[parts, D]`` they take.
@@ -35,6 +35,11 @@ def fusable(block: nn.Cell) -> bool:
     """Whether every linear layer of ``block`` computes as ``Linear`` does."""
     return all(type(cell).construct is Linear.construct
                for _, cell in block.cells_and_names() if isinstance(cell, Linear))
+
+
+def _operands(cell: nn.Cell) -> type:
+    """The dtype of the matmul operands ``cell`` writes: bf16 bits, or float32 at ``"f32"``."""
+    return np.float32 if cell.onednn_path == "f32" else np.uint16
 
 
 def _tensor(x: np.ndarray) -> Tensor:
@@ -65,8 +70,8 @@ def _segments(linear: Linear, temb: Tensor, parts: int, length: int, replace_tem
 
 
 def _modulated(x: np.ndarray, segments: list[list[Segment]], shift: int, scale: int, eps: float,
-               dtype: type = np.uint16) -> np.ndarray:
-    """``layer_norm(x) * (1 + scale) + shift``, ``x [B, N, D]``, in bf16 bits (or float32)."""
+               dtype: type) -> np.ndarray:
+    """``layer_norm(x) * (1 + scale) + shift``, ``x [B, N, D]``, in bf16 bits or float32 (``dtype``)."""
     out = np.empty(x.shape, dtype)
     for b, item in enumerate(segments):
         for start, stop, vectors in item:
@@ -110,13 +115,14 @@ _Norms = tuple[slice, tuple[np.ndarray, float], tuple[np.ndarray, float]]
 
 class _Joint:
     """Query, key and value of a joint sequence ``[B, S, H*D]``, filled by projections of its
-    parts, then normed per head, rotated and rounded to bf16 for the attention."""
+    parts, then normed per head, rotated and (on the bf16 path) rounded to bf16 for the attention;
+    the value is projected in ``dtype``, the attention's operand type."""
 
-    def __init__(self, batch: int, length: int, heads: int, head_dim: int) -> None:
+    def __init__(self, batch: int, length: int, heads: int, head_dim: int, dtype: type) -> None:
         self.heads, self.head_dim = heads, head_dim
         self.query = np.empty((batch, length, heads * head_dim), np.float32)
         self.key = np.empty_like(self.query)
-        self.value = np.empty(self.query.shape, np.uint16)
+        self.value = np.empty(self.query.shape, dtype)
         self.norms: list[_Norms] = []
 
     def project(self, attention: nn.Cell, x: np.ndarray, rows: slice, names: tuple[str, str, str]) -> None:
@@ -132,16 +138,17 @@ class _Joint:
 
     def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
                sin: np.ndarray | None = None, query_scale: float = 1.0) -> None:
-        """Attention into ``out [B, S, H*D]`` (bf16 bits); the norms, ``query_scale`` and the rotary
+        """Attention into ``out [B, S, H*D]`` (the value's dtype); the norms, ``query_scale`` and the rotary
         embedding (where given) first. The heads' largest query and key norms bound their scores,
         which lets most heads skip the softmax's pass for the row maximum (see ``onednn.attention``)."""
         batch, length, _ = self.query.shape
-        ready = self._ready if onednn.can_prepare_heads() else self._ready_by_numpy
+        exact = self.value.dtype == np.float32
+        ready = self._ready if onednn.can_prepare_heads() and not exact else self._ready_by_numpy
         query, key, bounds = ready(cos, sin, query_scale)
         shape = (batch, length, self.heads, self.head_dim)
         keep = None if mask is None else mask.asnumpy().reshape(batch, -1)
         onednn.attention(query.reshape(shape), key.reshape(shape), self.value.reshape(shape), keep, out=out,
-                         score_bounds=bounds)
+                         score_bounds=bounds, exact=exact)
 
     def _ready(self, cos: np.ndarray | None, sin: np.ndarray | None,
                query_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,8 +168,9 @@ class _Joint:
         return query, key, maxima[0] * maxima[1]
 
     def _ready_by_numpy(self, cos: np.ndarray | None, sin: np.ndarray | None,
-                        query_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``_ready`` where the compiled helper is not built: oneDNN norms in place, numpy rotation."""
+                        query_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``_ready`` where the compiled helper is not built or the attention is float32: oneDNN norms in
+        place, numpy rotation; float32 stays float32."""
         for rows, *norms in self.norms:
             for buffer, (weight, eps) in zip((self.query, self.key), norms, strict=True):
                 for item in buffer[:, rows]:
@@ -174,6 +182,8 @@ class _Joint:
             for buffer in (self.query, self.key):
                 for item in buffer:
                     _rotate(item.reshape(item.shape[0], self.heads, self.head_dim), cos, sin)
+        if self.value.dtype == np.float32:
+            return self.query, self.key, None
         bounds = onednn.row_norm_maxima(self.query, self.heads) * onednn.row_norm_maxima(self.key, self.heads)
         return onednn.to_bf16(self.query), onednn.to_bf16(self.key), bounds
 
@@ -191,29 +201,30 @@ def dual_block(block: nn.Cell, video: Tensor, text: Tensor, temb: Tensor, cos: T
     attn = block.attn
     video_mod = _segments(block.norm1.linear, temb, 6, length, replace_temb, replaced)
     text_mod = _segments(block.norm1_context.linear, temb, 6, text.shape[1])
-    joint = _Joint(batch, length + text.shape[1], attn.heads, attn.head_dim)
+    operands = _operands(block)
+    joint = _Joint(batch, length + text.shape[1], attn.heads, attn.head_dim, operands)
     video_rows, text_rows = slice(0, length), slice(length, None)
-    joint.project(attn, _modulated(video, video_mod, 0, 1, block.norm1.norm.eps), video_rows,
+    joint.project(attn, _modulated(video, video_mod, 0, 1, block.norm1.norm.eps, operands), video_rows,
                   ("to_q", "to_k", "to_v"))
-    joint.project(attn, _modulated(text, text_mod, 0, 1, block.norm1_context.norm.eps), text_rows,
+    joint.project(attn, _modulated(text, text_mod, 0, 1, block.norm1_context.norm.eps, operands), text_rows,
                   ("add_q_proj", "add_k_proj", "add_v_proj"))
     joint.norm(video_rows, attn.norm_q, attn.norm_k)
     joint.norm(text_rows, attn.norm_added_q, attn.norm_added_k)
-    out = np.empty(joint.value.shape, np.uint16)
+    out = np.empty(joint.value.shape, operands)
     joint.attend(mask, out, *_tables(cos, sin))
     video = _gated(attn.to_out[0], out[:, video_rows], video, video_mod, 2)
     text = _gated(attn.to_add_out, out[:, text_rows], text, text_mod, 2)
-    video = _feed_forward(block.ff, _modulated(video, video_mod, 3, 4, block.norm2.eps), video, video_mod)
-    text = _feed_forward(block.ff_context, _modulated(text, text_mod, 3, 4, block.norm2_context.eps), text,
-                         text_mod)
+    video = _feed_forward(block.ff, _modulated(video, video_mod, 3, 4, block.norm2.eps, operands), video, video_mod)
+    text = _feed_forward(block.ff_context, _modulated(text, text_mod, 3, 4, block.norm2_context.eps, operands),
+                         text, text_mod)
     return _tensor(video), _tensor(text)
 
 
 def _feed_forward(ff: nn.Cell, normed: np.ndarray, x: np.ndarray, segments: list[list[Segment]],
                   gate: int = 5) -> np.ndarray:
-    """``x + ff(normed) * gate``, the hidden layer kept in bf16."""
+    """``x + ff(normed) * gate``, the hidden layer kept in ``normed``'s dtype (bf16 bits or float32)."""
     up = ff.net[0].proj
-    hidden = np.empty((*normed.shape[:2], up.weight.shape[0]), np.uint16)
+    hidden = np.empty((*normed.shape[:2], up.weight.shape[0]), normed.dtype)
     _project(up, [(normed, hidden)])
     return _gated(ff.net[2], hidden, x, segments, gate)
 
@@ -226,10 +237,11 @@ def single_block(block: nn.Cell, x: Tensor, temb: Tensor, cos: Tensor, sin: Tens
     batch, length, dim = x.shape
     attn = block.attn
     modulation = _segments(block.norm.linear, temb, 3, length, replace_temb, replaced)
-    normed = _modulated(x, modulation, 0, 1, block.norm.norm.eps)
-    both = np.empty((batch, length, dim + block.proj_mlp.weight.shape[0]), np.uint16)
+    operands = _operands(block)
+    normed = _modulated(x, modulation, 0, 1, block.norm.norm.eps, operands)
+    both = np.empty((batch, length, dim + block.proj_mlp.weight.shape[0]), operands)
     _project(block.proj_mlp, [(normed, both[..., dim:])])
-    joint = _Joint(batch, length, attn.heads, attn.head_dim)
+    joint = _Joint(batch, length, attn.heads, attn.head_dim, operands)
     every = slice(None)
     joint.project(attn, normed, every, ("to_q", "to_k", "to_v"))
     joint.norm(every, attn.norm_q, attn.norm_k)
@@ -243,18 +255,19 @@ def refiner_block(block: nn.Cell, x: Tensor, temb: Tensor, mask: Tensor | None) 
     batch, length, _ = x.shape
     attn = block.attn
     gates = _segments(block.norm_out.linear, temb, 2, length)
-    normed = _affine_norm(block.norm1, x)
-    joint = _Joint(batch, length, attn.heads, attn.head_dim)
+    operands = _operands(block)
+    normed = _affine_norm(block.norm1, x, operands)
+    joint = _Joint(batch, length, attn.heads, attn.head_dim, operands)
     joint.project(attn, normed, slice(None), ("to_q", "to_k", "to_v"))
-    out = np.empty(joint.value.shape, np.uint16)
+    out = np.empty(joint.value.shape, operands)
     joint.attend(mask, out, query_scale=1.0 / math.sqrt(attn.head_dim))
     x = _gated(attn.to_out[0], out, x, gates, 0)
-    return _tensor(_feed_forward(block.ff, _affine_norm(block.norm2, x), x, gates, 1))
+    return _tensor(_feed_forward(block.ff, _affine_norm(block.norm2, x, operands), x, gates, 1))
 
 
-def _affine_norm(norm: nn.Cell, x: np.ndarray) -> np.ndarray:
-    """A ``LayerNorm`` with its own weight and bias, of ``x [B, N, D]`` into bf16 bits."""
-    out = np.empty(x.shape, np.uint16)
+def _affine_norm(norm: nn.Cell, x: np.ndarray, dtype: type) -> np.ndarray:
+    """A ``LayerNorm`` with its own weight and bias, of ``x [B, N, D]`` into bf16 bits or float32."""
+    out = np.empty(x.shape, dtype)
     onednn.normalize(x.reshape(-1, x.shape[-1]), norm.eps, _vector(norm.weight), _vector(norm.bias),
                      out=out.reshape(-1, x.shape[-1]))
     return out
@@ -278,7 +291,8 @@ def condition_embedding(cell: nn.Cell, timestep_sin: Tensor, pooled: Tensor, gui
 def patch_embedding(cell: nn.Cell, patches: Tensor) -> Tensor:
     """``PatchEmbed.construct``: the patch convolution's weight read as a ``[D, C*pt*p*p]`` matrix."""
     patches = host(patches)
-    out, = bf16_products(cell.proj.weight, cell.proj.bias, [{"x": patches.reshape(-1, patches.shape[-1])}])
+    out, = onednn_products(cell.proj.weight, cell.proj.bias, [{"x": patches.reshape(-1, patches.shape[-1])}],
+                           precision=cell.onednn_path)
     return _tensor(out.reshape(*patches.shape[:2], -1))
 
 
