@@ -8,9 +8,9 @@
 // bf16 on the way where it comes in float32. The products thus come out transposed, outputs by
 // rows, and are turned back 16 x 16 at a time as the post-ops write them.
 //
-// Each task takes a panel of output columns (a band of weight rows, which stays in the L2
-// cache) and a range of input rows, 32 at a time; K is walked in steps of STEP, whose laid-out
-// input (32 rows) stays in the L1 cache while every 32 outputs of the panel take it.
+// Each task takes a panel of output columns (a band of weight rows, CHUNK of K at a time, which
+// stays in the L2 cache) and a range of input rows, 32 at a time; K is walked in steps of STEP,
+// whose laid-out input (32 rows) stays in the L1 cache while every 32 outputs of the panel take it.
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
 
@@ -23,7 +23,10 @@
 
 namespace {
 
-constexpr int STEP = 512;  // K per step: 32 laid-out input rows of it are 32 KB
+constexpr int STEP = 512;    // K per step: 32 laid-out input rows of it are 32 KB, in L1
+constexpr int CHUNK = 2048;  // K per weight panel chunk: 128 rows of it are 512 KB, in L2
+constexpr int PANEL = 128;   // outputs per task
+constexpr int TASK_ROWS = 512;  // input rows per task at most where K takes several chunks: sums of 256 KB
 
 enum Activation { NONE = 0, GELU_TANH = 1, SILU = 2 };
 
@@ -133,52 +136,62 @@ void write(const Problem &p, const float *sums, int n0, int count, int m0) {
     }
 }
 
-// The weight rows [n0, n0 + count) as the products read them: for each 32 rows, [K / 32][32][32]
-// bf16, so that every step of the product loop reads 2 KB in a row (and the next one can be
-// prefetched). Worth its copy only where the rows serve several input blocks.
-void lay_out_panel(const Problem &p, uint16_t *to, int n0, int count) {
-    const int chunks = p.width / 32;
+// The weight rows [n0, n0 + count), columns [k0, k1), as the products read them: for each 32
+// rows, [(k1 - k0) / 32][32][32] bf16, so that every step of the product loop reads 2 KB in a row
+// (and the next one can be prefetched). Worth its copy only where the rows serve several input
+// blocks.
+void lay_out_panel(const Problem &p, uint16_t *to, int n0, int count, int k0, int k1) {
+    const int chunks = (k1 - k0) / 32;
     for (int n = 0; n < count; ++n)
         for (int c = 0; c < chunks; ++c)
             _mm512_storeu_si512(to + ((long)(n / 32) * chunks + c) * 1024 + (n % 32) * 32,
-                                _mm512_loadu_si512(p.weight + (long)(n0 + n) * p.width + 32L * c));
+                                _mm512_loadu_si512(p.weight + (long)(n0 + n) * p.width + k0 + 32L * c));
 }
 
 thread_local amx::Buffer<float> sums_scratch;
 thread_local amx::Buffer<uint16_t> panel_scratch;
 
-// Outputs [n0, n1) for input rows [m_first, m_last), from the laid-out input.
+// Outputs [n0, n1) for input rows [m_first, m_last), from the laid-out input. K is taken a CHUNK
+// at a time, every row block through each chunk, so the weight panel's chunk stays in L2 while
+// the input rows stream past it; with several chunks, the sums of the task's rows wait in
+// sums_scratch meanwhile. A row block is written once its last chunk is summed.
 void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first, int m_last) {
-    const int count = n1 - n0, chunks = p.width / 32;
-    float *sums = sums_scratch.get(count * 32);
+    const int count = n1 - n0;
+    const bool chunked = p.width > CHUNK;
+    float *sums = sums_scratch.get((long)(chunked ? m_last - m_first : 32) * count);
     const bool relaid = m_last - m_first >= 4 * 32;
-    uint16_t *panel = relaid ? panel_scratch.get((long)count * p.width) : nullptr;
-    if (relaid) lay_out_panel(p, panel, n0, count);
+    uint16_t *panel = relaid ? panel_scratch.get((long)count * std::min(p.width, CHUNK)) : nullptr;
     const long pairs = p.width / 2;
-    for (int m0 = m_first; m0 < m_last; m0 += 32) {
-        const uint32_t *group = laid + (long)(m0 / 16) * pairs * 16;
-        for (int k0 = 0; k0 < p.width; k0 += STEP) {
-            const int k1 = std::min(p.width, k0 + STEP);
-            for (int n = 0; n < count; n += 32) {
-                if (k0 == 0)
-                    amx::zero_block();
-                else
-                    amx::load_block(sums + n * 32, 32);
-                for (int k = k0; k < k1; k += 32) {
-                    const uint32_t *b = group + (long)(k / 2) * 16;
-                    if (relaid) {
-                        const uint16_t *a = panel + ((long)(n / 32) * chunks + k / 32) * 1024;
-                        for (int line = 0; line < 32; ++line)  // the next step's 2 KB
-                            _mm_prefetch(reinterpret_cast<const char *>(a + 1024) + 64 * line, _MM_HINT_T0);
-                        amx::multiply_block(a, 64, b, b + pairs * 16, 64);
-                    } else {
-                        amx::multiply_block(p.weight + (long)(n0 + n) * p.width + k, 2L * p.width, b, b + pairs * 16, 64);
+    for (int c0 = 0; c0 < p.width; c0 += CHUNK) {
+        const int c1 = std::min(p.width, c0 + CHUNK), chunks = (c1 - c0) / 32;
+        if (relaid) lay_out_panel(p, panel, n0, count, c0, c1);
+        for (int m0 = m_first; m0 < m_last; m0 += 32) {
+            const uint32_t *group = laid + (long)(m0 / 16) * pairs * 16;
+            float *block = chunked ? sums + (long)(m0 - m_first) * count : sums;  // [count][32]
+            for (int k0 = c0; k0 < c1; k0 += STEP) {
+                const int k1 = std::min(c1, k0 + STEP);
+                for (int n = 0; n < count; n += 32) {
+                    if (k0 == 0)
+                        amx::zero_block();
+                    else
+                        amx::load_block(block + n * 32, 32);
+                    for (int k = k0; k < k1; k += 32) {
+                        const uint32_t *b = group + (long)(k / 2) * 16;
+                        if (relaid) {
+                            const uint16_t *a = panel + ((long)(n / 32) * chunks + (k - c0) / 32) * 1024;
+                            for (int line = 0; line < 32; ++line)  // the next step's 2 KB
+                                _mm_prefetch(reinterpret_cast<const char *>(a + 1024) + 64 * line, _MM_HINT_T0);
+                            amx::multiply_block(a, 64, b, b + pairs * 16, 64);
+                        } else {
+                            amx::multiply_block(p.weight + (long)(n0 + n) * p.width + k, 2L * p.width, b,
+                                                b + pairs * 16, 64);
+                        }
                     }
+                    amx::store_block(block + n * 32, 32);
                 }
-                amx::store_block(sums + n * 32, 32);
             }
+            if (c1 == p.width) write(p, block, n0, count, m0);
         }
-        write(p, sums, n0, count, m0);
     }
 }
 
@@ -206,15 +219,16 @@ int zoo_linear(void *pool, const void *x, int x_f32, long x_stride, int rows, in
     uint32_t *laid = laid_scratch.get(groups * per_group);
     threads.parallel_for(groups, [&](int g, int) { lay_out_group(p, laid + g * per_group, g); });
 
-    // Panels of 128 outputs (64 where K is long, so a panel of weight rows stays within L2), and
-    // the rows split where panels are too few to keep every thread busy.
-    const int panel = width <= 4096 ? 128 : 64;
-    const int panels = (outputs + panel - 1) / panel, blocks = groups / 2;
-    const int splits = std::min(blocks, std::max(1, (4 * threads.get_num_threads() + panels - 1) / panels));
+    // Tasks: panels of PANEL outputs by ranges of rows, split where panels are too few to keep
+    // every thread busy, and to at most TASK_ROWS where K takes several chunks.
+    const int panels = (outputs + PANEL - 1) / PANEL, blocks = groups / 2;
+    const int busy = (4 * threads.get_num_threads() + panels - 1) / panels;
+    const int bounded = width > CHUNK ? (rows + TASK_ROWS - 1) / TASK_ROWS : 1;
+    const int splits = std::min(blocks, std::max(busy, bounded));
     threads.parallel_for(panels * splits, [&](int i, int) {
-        const int n0 = (i / splits) * panel, s = i % splits;
+        const int n0 = (i / splits) * PANEL, s = i % splits;
         amx::configure_tiles();
-        compute(p, laid, n0, std::min(outputs, n0 + panel), blocks * s / splits * 32, blocks * (s + 1) / splits * 32);
+        compute(p, laid, n0, std::min(outputs, n0 + PANEL), blocks * s / splits * 32, blocks * (s + 1) / splits * 32);
         _tile_release();
     });
     return 0;
