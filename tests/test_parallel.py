@@ -142,10 +142,13 @@ def test_ranks_hold_their_slices_which_together_are_the_checkpoint(tmp_path):
 @settings(max_examples=4, deadline=None)
 @given(heads=st.sampled_from([1, 2, 3]), mlp_ratio=st.sampled_from([1.0, 2.0]), batch=st.integers(1, 2),
        guidance=st.booleans(), seed=st.integers(0, 100))
-def test_a_group_of_one_is_the_transformer(tmp_path_factory, heads, mlp_ratio, batch, guidance, seed):
+def test_a_group_of_one_is_the_transformer(tmp_path_factory, monkeypatch, heads, mlp_ratio, batch, guidance, seed):
+    """Bit for bit, against the transformer on the path the split layers take (MindSpore's ops; on
+    oneDNN's float32 path it differs by float32 rounding, which the two-worker test allows)."""
     folder = checkpoint(tmp_path_factory.mktemp("ckpt"), tiny(heads=heads, mlp_ratio=mlp_ratio, guidance=guidance),
                         seed)
     given_inputs = inputs(seed, batch, guidance)
+    monkeypatch.setenv("HUNYUAN_ZOO_CPU_ONEDNN", "0")
     expected = single_process(folder, given_inputs)
     config = ParallelTransformerConfig(**json.loads((folder / "config.json").read_text()))
     backbone = ParallelTransformer(config, folder, group=Group())
