@@ -134,6 +134,16 @@ def test_fused_linear_over_panels_steps_and_row_blocks(linear_kernel, rows, widt
     check_linear(linear_kernel, rows, width, outputs, True, activation, True, True, bf16_in, "float32", seed)
 
 
+@needs_bf16
+@needs_amx_kernels
+@settings(max_examples=4, deadline=None)
+@given(rows=st.integers(4090, 8300), bf16_in=st.booleans(), out=st.sampled_from(["float32", "bf16"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_fused_linear_over_several_passes_of_rows(linear_kernel, rows, bf16_in, out, seed):
+    """More rows than the fused kernel lays out at a time (4096): each pass writes its own rows."""
+    check_linear(linear_kernel, rows, 64, 64, True, "silu", True, True, bf16_in, out, seed)
+
+
 @settings(max_examples=15, deadline=None)
 @given(rows=st.integers(1, 40), width=st.sampled_from([1, 24, 96]), outputs=st.sampled_from([1, 64, 300]),
        activation=st.sampled_from([None, "gelu_tanh", "silu"]), gated=st.booleans(), residual=st.booleans(),

@@ -26,6 +26,7 @@ namespace {
 constexpr int STEP = 512;    // K per step: 32 laid-out input rows of it are 32 KB, in L1
 constexpr int CHUNK = 2048;  // K per weight panel chunk: 128 rows of it are 512 KB, in L2
 constexpr int PANEL = 128;   // outputs per task
+constexpr int PASS_ROWS = 4096;  // input rows laid out at a time: 126 MB at K 15360
 constexpr int TASK_ROWS = 512;  // input rows per task at most where K takes several chunks: sums of 256 KB
 
 enum Activation { NONE = 0, GELU_TANH = 1, SILU = 2 };
@@ -197,6 +198,27 @@ void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first
 
 thread_local amx::Buffer<uint32_t> laid_scratch;
 
+// The product for rows that fit one pass: the input laid out on all threads, then the tasks.
+void run(const Problem &p, threadpool_iface &threads) {
+    const int groups = (p.rows + 31) / 32 * 2;  // 16-row groups, to a whole number of 32-row blocks
+    const long per_group = 16L * p.width / 2;
+    uint32_t *laid = laid_scratch.get(groups * per_group);
+    threads.parallel_for(groups, [&](int g, int) { lay_out_group(p, laid + g * per_group, g); });
+
+    // Tasks: panels of PANEL outputs by ranges of rows, split where panels are too few to keep
+    // every thread busy, and to at most TASK_ROWS where K takes several chunks.
+    const int panels = (p.outputs + PANEL - 1) / PANEL, blocks = groups / 2;
+    const int busy = (4 * threads.get_num_threads() + panels - 1) / panels;
+    const int bounded = p.width > CHUNK ? (p.rows + TASK_ROWS - 1) / TASK_ROWS : 1;
+    const int splits = std::min(blocks, std::max(busy, bounded));
+    threads.parallel_for(panels * splits, [&](int i, int) {
+        const int n0 = (i / splits) * PANEL, s = i % splits;
+        amx::configure_tiles();
+        compute(p, laid, n0, std::min(p.outputs, n0 + PANEL), blocks * s / splits * 32, blocks * (s + 1) / splits * 32);
+        _tile_release();
+    });
+}
+
 }  // namespace
 
 extern "C" {
@@ -211,26 +233,14 @@ int zoo_linear(void *pool, const void *x, int x_f32, long x_stride, int rows, in
                int outputs, const float *bias, int activation, const float *gate, const float *residual,
                long residual_stride, void *out, int out_bf16, long out_stride) {
     if (width % 32 || outputs % 32 || rows <= 0 || !amx::ready()) return 1;
-    const Problem p{x, x_f32 != 0, x_stride, rows, width, weight, outputs, bias, gate, residual, activation,
-                    residual_stride, out, out_bf16 != 0, out_stride};
     auto &threads = *static_cast<threadpool_iface *>(pool);
-    const int groups = (rows + 31) / 32 * 2;  // 16-row groups, to a whole number of 32-row blocks
-    const long per_group = 16L * width / 2;
-    uint32_t *laid = laid_scratch.get(groups * per_group);
-    threads.parallel_for(groups, [&](int g, int) { lay_out_group(p, laid + g * per_group, g); });
-
-    // Tasks: panels of PANEL outputs by ranges of rows, split where panels are too few to keep
-    // every thread busy, and to at most TASK_ROWS where K takes several chunks.
-    const int panels = (outputs + PANEL - 1) / PANEL, blocks = groups / 2;
-    const int busy = (4 * threads.get_num_threads() + panels - 1) / panels;
-    const int bounded = width > CHUNK ? (rows + TASK_ROWS - 1) / TASK_ROWS : 1;
-    const int splits = std::min(blocks, std::max(busy, bounded));
-    threads.parallel_for(panels * splits, [&](int i, int) {
-        const int n0 = (i / splits) * PANEL, s = i % splits;
-        amx::configure_tiles();
-        compute(p, laid, n0, std::min(outputs, n0 + PANEL), blocks * s / splits * 32, blocks * (s + 1) / splits * 32);
-        _tile_release();
-    });
+    for (int first = 0; first < rows; first += PASS_ROWS) {  // bounds the laid-out copy of the input
+        const long x_at = (long)first * x_stride * (x_f32 ? 4 : 2), out_at = (long)first * out_stride * (out_bf16 ? 2 : 4);
+        const Problem p{static_cast<const char *>(x) + x_at, x_f32 != 0, x_stride, std::min(PASS_ROWS, rows - first),
+                        width, weight, outputs, bias, gate, residual == nullptr ? nullptr : residual + first * residual_stride,
+                        activation, residual_stride, static_cast<char *>(out) + out_at, out_bf16 != 0, out_stride};
+        run(p, threads);
+    }
     return 0;
 }
 
