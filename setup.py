@@ -1,6 +1,7 @@
-"""The compiled part (``plugins/common/native``): a thread pool for oneDNN, a fused AMX attention
-kernel and the preparation of its queries and keys. It is optional: where it does not build, the
-oneDNN path splits its work over Python threads and runs attention as oneDNN matmuls instead."""
+"""The compiled part (``plugins/common/native``): a thread pool for oneDNN, AMX kernels for linear
+layers and fused attention, and the preparation of the attention's queries and keys. It is
+optional: where it does not build, the oneDNN path splits its work over Python threads and runs
+linear layers and attention as oneDNN matmuls instead."""
 
 from setuptools import Extension, setup
 
