@@ -486,22 +486,27 @@ _FUSED_ACTIVATIONS = {None: 0, "gelu_tanh": 1, "silu": 2}  # as linear.cpp numbe
 def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str | None,
                   gate: np.ndarray | None, residual: np.ndarray | None, out: np.ndarray) -> bool:
     """``linear`` by the compiled AMX kernel (``native/linear.cpp``), which reads the weight as it is
-    stored and applies the post-ops as it writes; False where it cannot run: not built, no AMX, or
-    K or N not a multiple of 32."""
+    stored and applies the post-ops as it writes; False where it cannot run: not built, no AMX, K
+    or N not a multiple of 32, or operands it does not take (float32 weights, strided columns)."""
     compiled = native.library()
     if compiled is None or not _has_amx() or activation not in _FUSED_ACTIVATIONS or weight.dtype != np.uint16:
         return False
-    vectors = [None if v is None else np.ascontiguousarray(v, np.float32).reshape(-1) for v in (bias, gate)]
+    kinds = (np.float32, np.uint16)
+    if x.dtype not in kinds or out.dtype not in kinds or (residual is not None and residual.dtype != np.float32):
+        return False
+    if any(a is not None and a.strides[1] != a.itemsize for a in (x, out, residual)):
+        return False
     weight = np.ascontiguousarray(weight)
-    for array in (x, out, residual):
-        if array is not None and array.strides[1] != array.itemsize:
-            return False
+    bias, gate = (None if v is None else np.ascontiguousarray(v, np.float32).reshape(-1) for v in (bias, gate))
+
+    def at(array: np.ndarray | None) -> int | None:
+        return None if array is None else array.ctypes.data
+
     status = compiled.zoo_linear(
-        _native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.strides[0] // x.itemsize, x.shape[0], x.shape[1],
-        weight.ctypes.data, weight.shape[0], *(None if v is None else v.ctypes.data for v in vectors[:1]),
-        _FUSED_ACTIVATIONS[activation], None if vectors[1] is None else vectors[1].ctypes.data,
-        None if residual is None else residual.ctypes.data, 0 if residual is None else residual.strides[0] // 4,
-        out.ctypes.data, int(out.dtype == np.uint16), out.strides[0] // out.itemsize)
+        _native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.strides[0] // x.itemsize, *x.shape,
+        weight.ctypes.data, weight.shape[0], at(bias), _FUSED_ACTIVATIONS[activation], at(gate), at(residual),
+        0 if residual is None else residual.strides[0] // 4, out.ctypes.data, int(out.dtype == np.uint16),
+        out.strides[0] // out.itemsize)
     return status == 0
 
 
