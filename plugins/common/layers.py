@@ -198,13 +198,10 @@ def onednn_products(weight: Parameter, bias: Parameter | None, calls: list[dict[
     return outs
 
 
-PRECISIONS = ("bf16", "f32")  # of the oneDNN path: bf16 matmul operands, or float32 throughout
-
-
 def use_onednn(network: nn.Cell, precision: str) -> None:
     """Switch every cell of ``network`` that has a oneDNN path (an ``onednn_path`` attribute) to it,
-    at ``precision`` (one of ``PRECISIONS``): the matmuls and attention at that precision, the norms
-    between them in float32."""
+    at ``precision``: ``"bf16"`` (bf16 matmul operands) or ``"f32"`` (float32 throughout); the norms
+    between the matmuls are float32 either way."""
     for _, cell in network.cells_and_names():
         if hasattr(cell, "onednn_path"):
             cell.onednn_path = precision

@@ -39,8 +39,8 @@ def apply_matmul_precision(name: str, network: nn.Cell, what: str, float32_on_on
     """Switch ``network``'s matmuls to bf16 on this CPU (``plugins.common.onednn``) where they should:
     when ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
     as the published LLaMA is: the precision the checkpoint was published in). Where the CPU
-    cannot, one line says so and float32 is used: with ``float32_on_onednn``, oneDNN's float32
-    path where it can run (see ``onednn.float32_unavailable``), else MindSpore's ops."""
+    cannot, one line says so and float32 is used. Float32 runs on MindSpore's ops, or with
+    ``float32_on_onednn`` on oneDNN's float32 path where it can (see ``onednn.float32_unavailable``)."""
     if ms.get_context("device_target") != "CPU":
         return
     if name == "bfloat16" or (name == "auto" and _mostly_half(network)):

@@ -4,9 +4,10 @@ arrays: the blocks, and the embedders and final norm around them.
 The same arithmetic as the blocks' ``construct`` (``blocks``, ``attention``, ``refiner``), with
 the steps between the matmuls folded into oneDNN calls rather than run as separate MindSpore
 ops: each norm applies its modulation (``1 + scale`` and ``shift`` as the norm's own scale and
-shift) and writes what the next matmuls read (bf16 bits, or float32 at ``"f32"``); gate and residual are post-ops of
-the output projection; query, key and value are written into joint buffers, so nothing is
-concatenated; the attention's softmax scale rides in the query norm's weight. The residual
+shift) and writes what the next matmuls read (bf16 bits, or float32 at ``"f32"``); gate and
+residual are post-ops of the output projection; query, key and value are written into joint
+buffers, so nothing is concatenated; the attention's softmax scale rides in the query norm's
+weight. The residual
 stream, the norms' statistics and the softmax stay float32, as on the cell-by-cell path.
 
 A block takes this path when it is switched to oneDNN and its linear layers are plain
@@ -138,8 +139,8 @@ class _Joint:
 
     def attend(self, mask: Tensor | None, out: np.ndarray, cos: np.ndarray | None = None,
                sin: np.ndarray | None = None, query_scale: float = 1.0) -> None:
-        """Attention into ``out [B, S, H*D]`` (the value's dtype); the norms, ``query_scale`` and the rotary
-        embedding (where given) first. The heads' largest query and key norms bound their scores,
+        """Attention into ``out [B, S, H*D]`` (the value's dtype); the norms, ``query_scale`` and the
+        rotary embedding (where given) first. The heads' largest query and key norms bound their scores,
         which lets most heads skip the softmax's pass for the row maximum (see ``onednn.attention``)."""
         batch, length, _ = self.query.shape
         exact = self.value.dtype == np.float32
