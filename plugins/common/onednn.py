@@ -698,15 +698,7 @@ def float32_unavailable() -> str | None:
 
 @cache
 def _float32_self_test() -> str | None:
-    x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
-    weight = np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40)
-    try:
-        got = linear(x, weight)
-    except (OSError, AttributeError, OneDnnError) as exc:
-        return f"oneDNN cannot run ({exc})"
-    if not np.allclose(got, x.astype(np.float64) @ weight.T.astype(np.float64), rtol=1e-5, atol=1e-5):
-        return "oneDNN's float32 matmul gave wrong results in a self-test"
-    return None
+    return _self_test("float32")
 
 
 @cache
@@ -720,14 +712,20 @@ def bf16_unavailable() -> str | None:
         return "turned off by HUNYUAN_ZOO_CPU_BF16=0"
     if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return "this CPU has neither AVX512_BF16 nor AMX-BF16 instructions"
-    x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
-    weight = narrow(np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40), "BF16")
-    try:
-        got = linear(x, weight)
-    except (OSError, AttributeError, OneDnnError) as exc:
-        return f"oneDNN cannot run them ({exc})"
-    expected = to_float32(narrow(x, "BF16"), "BF16") @ to_float32(weight, "BF16").T
-    if not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
-        return "oneDNN's bf16 matmul gave wrong results in a self-test"
-    return None
+    return _self_test("bf16")
 
+
+def _self_test(precision: str) -> str | None:
+    """Why a small ``linear`` at ``precision`` ("bf16" or "float32") fails, or None when its product
+    equals the float64 one of its operands (rounded to bf16 on the bf16 path)."""
+    x = np.linspace(-2, 2, 6 * 40, dtype=np.float32).reshape(6, 40)
+    weight = np.cos(np.arange(5 * 40, dtype=np.float32)).reshape(5, 40)
+    if precision == "bf16":
+        x, weight = (to_float32(narrow(a, "BF16"), "BF16") for a in (x, weight))
+    try:
+        got = linear(x, narrow(weight, "BF16") if precision == "bf16" else weight)
+    except (OSError, AttributeError, OneDnnError) as exc:
+        return f"oneDNN cannot run {precision} matmuls ({exc})"
+    if not np.allclose(got, x.astype(np.float64) @ weight.T.astype(np.float64), rtol=1e-5, atol=1e-5):
+        return f"oneDNN's {precision} matmul gave wrong results in a self-test"
+    return None

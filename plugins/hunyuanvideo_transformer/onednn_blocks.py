@@ -7,8 +7,8 @@ ops: each norm applies its modulation (``1 + scale`` and ``shift`` as the norm's
 shift) and writes what the next matmuls read (bf16 bits, or float32 at ``"f32"``); gate and
 residual are post-ops of the output projection; query, key and value are written into joint
 buffers, so nothing is concatenated; the attention's softmax scale rides in the query norm's
-weight. The residual
-stream, the norms' statistics and the softmax stay float32, as on the cell-by-cell path.
+weight. The residual stream, the norms' statistics and the softmax stay float32, as on the
+cell-by-cell path.
 
 A block takes this path when it is switched to oneDNN and its linear layers are plain
 ``Linear``s: a layer that computes otherwise (a split across processes) keeps the cell path.

@@ -1,6 +1,7 @@
-"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``, ``heads.cpp``, ``linear.cpp``), built by the
-project's install step (``setup.py``) into ``_native`` and called through ``ctypes``. They are optional: where the build
-failed, or ``$HUNYUAN_ZOO_NATIVE=0``, ``library()`` is None and the oneDNN path runs without them."""
+"""The compiled helpers (``threadpool.cpp``, ``attention.cpp``, ``heads.cpp``, ``linear.cpp``),
+built by the project's install step (``setup.py``) into ``_native`` and called through
+``ctypes``. They are optional: where the build failed, or ``$HUNYUAN_ZOO_NATIVE=0``,
+``library()`` is None and the oneDNN path runs without them."""
 
 from __future__ import annotations
 

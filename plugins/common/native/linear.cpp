@@ -110,7 +110,7 @@ void lay_out_group(const Problem &p, uint32_t *to, int g) {
     }
 }
 
-// The post-ops of outputs [n0, n0 + 32 * blocks) for input rows [m0, m0 + 32): sums[n][32] (the
+// The post-ops of outputs [n0, n0 + count) for input rows [m0, m0 + 32): sums[n][32] (the
 // products, outputs by rows) turned back and written to out.
 void write(const Problem &p, const float *sums, int n0, int count, int m0) {
     for (int n = 0; n < count; n += 16) {
