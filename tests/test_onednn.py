@@ -349,6 +349,25 @@ def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folde
         onednn.bf16_unavailable.cache_clear()
 
 
+@pytest.mark.parametrize("cap, dropped", [("AVX2", {"avx512f", "avx512_bf16", "amx_bf16"}),
+                                          ("avx512_core_bf16", {"amx_bf16"}), ("AVX512_CORE_AMX", set()),
+                                          ("NOT_AN_ISA", set())])
+def test_onednns_instruction_set_cap_holds_our_kernels_too(monkeypatch, cap, dropped):
+    every = onednn._flags_of_cpu()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    onednn.bf16_unavailable.cache_clear()
+    try:
+        assert onednn._cpu_flags() == every - dropped
+        if cap == "AVX2":
+            assert not onednn._has_amx()
+            held = "ONEDNN_MAX_CPU_ISA=AVX2 holds back AVX512_BF16 and AMX-BF16"
+            assert onednn.bf16_unavailable() in (held, "this CPU has neither AVX512_BF16 nor AMX-BF16 instructions")
+            assert (onednn.bf16_unavailable() == held) == bool(every & {"avx512_bf16", "amx_bf16"})
+    finally:
+        monkeypatch.undo()
+        onednn.bf16_unavailable.cache_clear()
+
+
 @needs_bf16
 def test_without_the_compiled_helpers_it_says_so_once(folders, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "_NOTICES", set())

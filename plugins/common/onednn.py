@@ -671,7 +671,14 @@ def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
     return np.sqrt(np.max(blocks, axis=0))
 
 
-def _cpu_flags() -> set[str]:
+# oneDNN's instruction-set caps ($ONEDNN_MAX_CPU_ISA), lowest first, and the CPU flag each first allows.
+_ISA_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+             "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX")
+_FLAG_CAPS = {"avx512f": "AVX512_CORE", "avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX512_CORE_AMX"}
+
+
+@cache
+def _flags_of_cpu() -> set[str]:
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
@@ -682,7 +689,16 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-@cache
+def _cpu_flags() -> set[str]:
+    """The CPU's flags, less those above ``$ONEDNN_MAX_CPU_ISA`` where it is set: our kernels are held
+    to the instruction sets oneDNN is held to, so one variable makes both behave as on a smaller CPU."""
+    flags = _flags_of_cpu()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in _ISA_CAPS:
+        flags = flags - {flag for flag, needs in _FLAG_CAPS.items() if _ISA_CAPS.index(needs) > _ISA_CAPS.index(cap)}
+    return flags
+
+
 def _has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
 
@@ -711,6 +727,8 @@ def bf16_unavailable() -> str | None:
     if os.environ.get("HUNYUAN_ZOO_CPU_BF16", "").strip() == "0":
         return "turned off by HUNYUAN_ZOO_CPU_BF16=0"
     if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        if _flags_of_cpu() & {"avx512_bf16", "amx_bf16"}:
+            return f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} holds back AVX512_BF16 and AMX-BF16"
         return "this CPU has neither AVX512_BF16 nor AMX-BF16 instructions"
     return _self_test("bf16")
 

@@ -8,34 +8,8 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 namespace amx {
-
-// A growable buffer aligned to cache lines: a tile whose rows straddle two lines loads at a
-// third of the speed (measured).
-template <typename T>
-class Buffer {
-public:
-    Buffer() = default;
-    Buffer(const Buffer &) = delete;
-    Buffer &operator=(const Buffer &) = delete;
-    ~Buffer() { std::free(data_); }
-
-    // At least `count` elements (earlier contents not kept when it grows).
-    T *get(long count) {
-        if (count > size_) {
-            std::free(data_);
-            data_ = static_cast<T *>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64));
-            size_ = count;
-        }
-        return data_;
-    }
-
-private:
-    T *data_ = nullptr;
-    long size_ = 0;
-};
 
 struct TileConfig {
     uint8_t palette, start_row, reserved[14];

@@ -10,8 +10,6 @@
 // Only reached where the CPU has AMX-BF16 (the caller checks the CPU flags); built for those
 // instructions by the target pragma, so the rest of the module needs no special flags.
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -19,7 +17,11 @@
 #include <functional>
 #include <vector>
 
+// After the standard headers: the code they share with other files stays generic.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+
 #include "amx.hpp"
+#include "buffer.hpp"
 #include "pool.hpp"
 
 namespace {
@@ -221,8 +223,8 @@ int zoo_attention(void *pool, const uint16_t *query, const uint16_t *key, const 
     // held beside the operands (at 720p, all heads' would be another 1.5 GB).
     const int group = threads.get_num_threads(), blocks = (queries + ROWS - 1) / ROWS;
     const long per_head = (long)s.keys_padded * s.dim_padded / 2;
-    amx::Buffer<uint32_t> key_buffer;
-    amx::Buffer<uint16_t> value_buffer;
+    Buffer<uint32_t> key_buffer;
+    Buffer<uint16_t> value_buffer;
     uint32_t *laid_keys = key_buffer.get(per_head * group);
     uint16_t *laid_values = value_buffer.get(per_head * 2 * group);
     for (int first = 0; first < batch * heads; first += group) {

@@ -3,8 +3,6 @@
 // row norm (which bounds the scores, see onednn.attention). The same arithmetic as the oneDNN
 // norm, numpy rotation and oneDNN reorder it replaces, without their three passes over memory.
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
-
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +11,9 @@
 #include <functional>
 #include <mutex>
 #include <vector>
+
+// After the standard headers: the code they share with other files stays generic.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 
 #include "pool.hpp"
 

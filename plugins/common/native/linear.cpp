@@ -12,13 +12,15 @@
 // stays in the L2 cache) and a range of input rows, 32 at a time; K is walked in steps of STEP,
 // whose laid-out input (32 rows) stays in the L1 cache while every 32 outputs of the panel take it.
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
-
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 
+// After the standard headers: the code they share with other files stays generic.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+
 #include "amx.hpp"
+#include "buffer.hpp"
 #include "pool.hpp"
 
 namespace {
@@ -149,8 +151,8 @@ void lay_out_panel(const Problem &p, uint16_t *to, int n0, int count, int k0, in
                                 _mm512_loadu_si512(p.weight + (long)(n0 + n) * p.width + k0 + 32L * c));
 }
 
-thread_local amx::Buffer<float> sums_scratch;
-thread_local amx::Buffer<uint16_t> panel_scratch;
+thread_local Buffer<float> sums_scratch;
+thread_local Buffer<uint16_t> panel_scratch;
 
 // Outputs [n0, n1) for input rows [m_first, m_last), from the laid-out input. K is taken a CHUNK
 // at a time, every row block through each chunk, so the weight panel's chunk stays in L2 while
@@ -196,7 +198,7 @@ void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first
     }
 }
 
-thread_local amx::Buffer<uint32_t> laid_scratch;
+thread_local Buffer<uint32_t> laid_scratch;
 
 // The product for rows that fit one pass: the input laid out on all threads, then the tasks.
 void run(const Problem &p, threadpool_iface &threads) {
