@@ -260,6 +260,30 @@ def test_fused_attention_over_several_key_steps(kernel, batch, queries, keys, he
 
 
 @needs_bf16
+@settings(max_examples=10, deadline=None)
+@given(keys=st.integers(300, 700), jump=st.sampled_from([10.0, 120.0]), at=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_attention_follows_a_maximum_that_jumps_in_a_later_step(kernel, keys, jump, at, seed):
+    """One key past the first step scores ``jump`` above the rest for every query: within the fused
+    kernel's slack (10) its probabilities grow past 1 and the shift stays; beyond it (120, where exp
+    under the old shift would overflow float32) the rows are taken again with the new maximum and
+    what they accumulated is rescaled."""
+    kernel[1].clear()
+    rng = np.random.default_rng(seed)
+    heads, dim, queries = 2, 64, 40
+    direction = rng.standard_normal((1, 1, heads, dim))
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    query = (direction + 0.1 * rng.standard_normal((1, queries, heads, dim))).astype(np.float32)
+    key = (0.3 * rng.standard_normal((1, keys, heads, dim))).astype(np.float32)
+    key[0, 256 + int(at * (keys - 257))] = jump * direction[0, 0]
+    value = rng.standard_normal((1, keys, heads, dim), dtype=np.float32)
+    expected = attention_reference(query, key, value, None)
+    actual = onednn.attention(query, key, value)
+    np.testing.assert_allclose(actual, expected, atol=2.0 ** -8 * np.abs(value).max(), rtol=0)
+    assert kernel[1] == ([True] if kernel[0] == "fused" else [])
+
+
+@needs_bf16
 @pytest.mark.skipif(not onednn.can_prepare_heads(), reason="the compiled helper is not built here")
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 40), heads=st.integers(1, 3), dim=st.sampled_from([2, 6, 16, 34, 128]),

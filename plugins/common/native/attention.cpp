@@ -3,8 +3,9 @@
 //
 // Each task takes 32 queries of one head (two 16-row tiles) and walks the keys in steps of
 // KEYS: the scores of a step (tile products over the head dimension), an online softmax on
-// them (AVX-512: running row maxima and sums, earlier outputs rescaled), the probabilities
-// rounded to bf16 and multiplied into the output accumulator (tile products over the keys).
+// them (AVX-512: running row maxima and sums, earlier outputs rescaled when a row's maximum
+// moves past a slack), the probabilities rounded to bf16 and multiplied into the output
+// accumulator (tile products over the keys).
 // Keys and values are first laid out once per head as the tile products read them.
 //
 // Only reached where the CPU has AMX-BF16 (the caller checks the CPU flags); built for those
@@ -133,48 +134,70 @@ struct Task {
         }
     }
 
-    // The online softmax over this step's scores: probabilities in bf16, maxima and sums
-    // updated, the accumulated outputs rescaled to the new maxima. A bounded head (|scores| at
-    // most 60) takes exp of its scores as they are: one pass, nothing to rescale.
+    // exp(x - top) for x in row[:width], into p as bf16; returns their sum, and the largest x in
+    // `largest`.
+    static float exponentiate(const float *row, uint16_t *p, int width, float top, float &largest) {
+        constexpr float LOG2E = 1.44269504088896341f;  // exp(x - top) = 2^(x log2(e) - top log2(e))
+        const __m512 log2e = _mm512_set1_ps(LOG2E), shift = _mm512_set1_ps(-top * LOG2E);
+        __m512 total = _mm512_setzero_ps(), highest = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < width; j += 16) {
+            const __m512 x = _mm512_load_ps(row + j);
+            const __m512 e = exp2_for_bf16(_mm512_fmadd_ps(x, log2e, shift));
+            highest = _mm512_max_ps(highest, x);
+            total = _mm512_add_ps(total, e);
+            _mm256_store_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(e));
+        }
+        largest = _mm512_reduce_max_ps(highest);
+        return _mm512_reduce_add_ps(total);
+    }
+
+    // The online softmax over this step's scores: probabilities in bf16, sums updated. A bounded
+    // head (|scores| at most 60) takes exp of its scores as they are. Otherwise each row is shifted
+    // by the largest score seen before this step, and only where this step's largest exceeds that
+    // by more than SLACK (so that no probability passes e^SLACK) is the row taken again with the
+    // new maximum and its accumulated outputs rescaled: past a row's first step, mostly one pass.
     void soften(int start, int width) {
+        constexpr float SLACK = 16.0f;  // probabilities up to e^16 = 9e6: far from float32's limits
         const bool masked = masks || start + width > s.keys;
         for (int i = 0; i < ROWS; ++i) {
             float *row = scores + i * KEYS;
             uint16_t *p = probs + i * KEYS;
-            float top = 0.0f;
             if (masked)
                 for (int j = 0; j < width; j += 16)
                     _mm512_store_ps(row + j, _mm512_add_ps(_mm512_load_ps(row + j), _mm512_loadu_ps(additive + start + j)));
-            if (!bounded) {
+            float largest;
+            if (bounded) {
+                sums[i] += exponentiate(row, p, width, 0.0f, largest);
+                continue;
+            }
+            const float reference = maxima[i];
+            if (reference != -INFINITY) {
+                const float total = exponentiate(row, p, width, reference, largest);
+                if (largest <= reference + SLACK) {
+                    sums[i] += total;
+                    continue;
+                }
+            } else {
                 __m512 highest = _mm512_set1_ps(-INFINITY);
                 for (int j = 0; j < width; j += 16) highest = _mm512_max_ps(highest, _mm512_load_ps(row + j));
-                top = std::fmax(maxima[i], _mm512_reduce_max_ps(highest));
-                if (top == -INFINITY) {  // every key so far masked: nothing to add
+                largest = _mm512_reduce_max_ps(highest);
+                if (largest == -INFINITY) {  // every key so far masked: nothing to add
                     std::memset(p, 0, sizeof(uint16_t) * width);
                     continue;
                 }
             }
-            constexpr float LOG2E = 1.44269504088896341f;  // exp(x - top) = 2^(x log2(e) - top log2(e))
-            const __m512 log2e = _mm512_set1_ps(LOG2E), shift = _mm512_set1_ps(-top * LOG2E);
-            __m512 total = _mm512_setzero_ps();
-            for (int j = 0; j < width; j += 16) {
-                const __m512 e = exp2_for_bf16(_mm512_fmadd_ps(_mm512_load_ps(row + j), log2e, shift));
-                total = _mm512_add_ps(total, e);
-                _mm256_store_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(e));
-            }
-            if (bounded) {
-                sums[i] += _mm512_reduce_add_ps(total);
+            float ignored;
+            const float total = exponentiate(row, p, width, largest, ignored);
+            maxima[i] = largest;
+            if (reference == -INFINITY) {  // nothing accumulated yet
+                sums[i] = total;
                 continue;
             }
-            const float scale = maxima[i] == -INFINITY ? 0.0f : std::exp(maxima[i] - top);
-            sums[i] = sums[i] * scale + _mm512_reduce_add_ps(total);
-            maxima[i] = top;
-            if (scale != 1.0f) {
-                const __m512 factor = _mm512_set1_ps(scale);
-                for (int d = 0; d < s.dim_padded; d += 16)
-                    _mm512_store_ps(acc + i * s.dim_padded + d,
-                                    _mm512_mul_ps(_mm512_load_ps(acc + i * s.dim_padded + d), factor));
-            }
+            const float scale = std::exp(reference - largest);
+            sums[i] = sums[i] * scale + total;
+            const __m512 factor = _mm512_set1_ps(scale);
+            for (int d = 0; d < s.dim_padded; d += 16)
+                _mm512_store_ps(acc + i * s.dim_padded + d, _mm512_mul_ps(_mm512_load_ps(acc + i * s.dim_padded + d), factor));
         }
     }
 
