@@ -141,7 +141,7 @@ void write(const Problem &p, const float *sums, int n0, int count, int m0) {
 
 // The weight rows [n0, n0 + count), columns [k0, k1), as the products read them: for each 32
 // rows, [(k1 - k0) / 32][32][32] bf16, so that every step of the product loop reads 2 KB in a row
-// (and the next one can be prefetched). Worth its copy only where the rows serve several input
+// (which the hardware prefetcher follows). Worth its copy only where the rows serve several input
 // blocks.
 void lay_out_panel(const Problem &p, uint16_t *to, int n0, int count, int k0, int k1) {
     const int chunks = (k1 - k0) / 32;
@@ -182,8 +182,6 @@ void compute(const Problem &p, const uint32_t *laid, int n0, int n1, int m_first
                         const uint32_t *b = group + (long)(k / 2) * 16;
                         if (relaid) {
                             const uint16_t *a = panel + ((long)(n / 32) * chunks + (k - c0) / 32) * 1024;
-                            for (int line = 0; line < 32; ++line)  // the next step's 2 KB
-                                _mm_prefetch(reinterpret_cast<const char *>(a + 1024) + 64 * line, _MM_HINT_T0);
                             amx::multiply_block(a, 64, b, b + pairs * 16, 64);
                         } else {
                             amx::multiply_block(p.weight + (long)(n0 + n) * p.width + k, 2L * p.width, b,
