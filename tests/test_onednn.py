@@ -381,6 +381,7 @@ def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folde
 def test_onednns_instruction_set_cap_holds_our_kernels_too(monkeypatch, cap, dropped):
     every = onednn._flags_of_cpu()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    onednn._cpu_flags.cache_clear()
     onednn.bf16_unavailable.cache_clear()
     try:
         assert onednn._cpu_flags() == every - dropped
@@ -391,6 +392,7 @@ def test_onednns_instruction_set_cap_holds_our_kernels_too(monkeypatch, cap, dro
             assert (onednn.bf16_unavailable() == held) == bool(every & {"avx512_bf16", "amx_bf16"})
     finally:
         monkeypatch.undo()
+        onednn._cpu_flags.cache_clear()
         onednn.bf16_unavailable.cache_clear()
 
 

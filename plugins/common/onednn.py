@@ -689,9 +689,11 @@ def _flags_of_cpu() -> set[str]:
     return set()
 
 
+@cache
 def _cpu_flags() -> set[str]:
     """The CPU's flags, less those above ``$ONEDNN_MAX_CPU_ISA`` where it is set: our kernels are held
-    to the instruction sets oneDNN is held to, so one variable makes both behave as on a smaller CPU."""
+    to the instruction sets oneDNN is held to, so one variable makes both behave as on a smaller CPU.
+    Read once, as oneDNN reads it."""
     flags = _flags_of_cpu()
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
     if cap in _ISA_CAPS:
