@@ -2,8 +2,9 @@
 in fp32 and in bf16, same weights, same inputs, measured in one run, interleaved.
 
 Ours runs in fp32 and, where the CPU has bf16 matmul instructions (AVX512_BF16 or AMX),
-with bf16 matmuls (weights held in bf16, ``compute_dtype="bfloat16"``); elsewhere that
-row is left out with the reason.
+with bf16 matmuls (weights held in bf16, ``compute_dtype="bfloat16"``), and where it has
+AMX-INT8 with int8 linear layers (``compute_dtype="int8"``); elsewhere those rows are left
+out with the reason.
 
 The default is the bench-medium configuration: 12 heads x 128, 2 dual + 2 single
 blocks, 2 refiner blocks, latents 16 x 5 x 32 x 32 (1280 video tokens), 256 text
@@ -39,6 +40,7 @@ from mindspore import ops
 
 import zoo
 from contracts import TextEmbeddings
+from plugins.common import int8
 from plugins.common.layers import Linear
 from plugins.common.onednn import bf16_unavailable
 from plugins.hunyuanvideo_transformer.config import HunyuanVideoTransformerConfig
@@ -173,7 +175,7 @@ def main() -> None:
     mask = np.arange(args.text_tokens)[None, :] < real_tokens
     pooled = rng.standard_normal((1, 768), dtype=np.float32)
     timestep, scale = np.array([700.0], np.float32), 6.0
-    bf16_missing = bf16_unavailable()
+    bf16_missing, int8_missing = bf16_unavailable(), int8.unavailable()
     with tempfile.TemporaryDirectory() as folder:
         reference.save_pretrained(folder)
         ours = {"ours fp32": zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
@@ -181,6 +183,9 @@ def main() -> None:
         if bf16_missing is None:
             ours["ours bf16"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
                                                    weight_dtype="bfloat16", compute_dtype="bfloat16")
+        if int8_missing is None:
+            ours["ours int8"] = zoo.load_component("backbone", "hunyuanvideo-transformer", weights=folder,
+                                                   weight_dtype="bfloat16", compute_dtype="int8")
         if bf16_missing is None and args.ablation:
             for name, off in (("ours bf16 linear", lambda cell: not isinstance(cell, Linear)),
                               ("ours bf16 cell by cell", lambda cell: isinstance(cell, WHOLE_ON_ONEDNN))):
@@ -227,6 +232,8 @@ def main() -> None:
           f"{args.repeats} interleaved rounds")
     if bf16_missing is not None:
         print(f"ours bf16 left out: {bf16_missing}")
+    if int8_missing is not None:
+        print(f"ours int8 left out: {int8_missing}")
     for name in forwards:
         samples = times[name]
         print(f"{name:22s} median {median[name]:7.3f} s  ({', '.join(f'{t:.3f}' for t in samples)})")

@@ -375,8 +375,8 @@ def test_without_bf16_instructions_it_says_so_once_and_computes_in_float32(folde
         onednn.bf16_unavailable.cache_clear()
 
 
-@pytest.mark.parametrize("cap, dropped", [("AVX2", {"avx512f", "avx512_bf16", "amx_bf16"}),
-                                          ("avx512_core_bf16", {"amx_bf16"}), ("AVX512_CORE_AMX", set()),
+@pytest.mark.parametrize("cap, dropped", [("AVX2", {"avx512f", "avx512_bf16", "amx_bf16", "amx_int8"}),
+                                          ("avx512_core_bf16", {"amx_bf16", "amx_int8"}), ("AVX512_CORE_AMX", set()),
                                           ("NOT_AN_ISA", set())])
 def test_onednns_instruction_set_cap_holds_our_kernels_too(monkeypatch, cap, dropped):
     every = onednn._flags_of_cpu()

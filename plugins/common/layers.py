@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, mint, nn, ops
 
-from plugins.common import onednn
+from plugins.common import int8, onednn
 from plugins.common.precision import bf16_operand, computable
 
 
@@ -153,7 +153,8 @@ class Linear(mint.nn.Linear):
 
     With ``onednn_path`` set (see ``use_onednn``) the product is oneDNN's matmul instead, the
     activation applied inside it: at ``"bf16"`` the input rounded to bf16 and the weight's bf16
-    storage read as it is, float32 out; at ``"f32"`` a float32 product.
+    storage read as it is, float32 out; at ``"f32"`` a float32 product; at ``"int8"`` an int8
+    product where the weight allows (see ``int8``), else a bf16 one.
     """
 
     onednn_path: str | bool = False
@@ -188,10 +189,13 @@ def onednn_products(weight: Parameter, bias: Parameter | None, calls: list[dict[
     """``onednn.linear`` with ``weight`` (its leading dim the outputs, the rest flattened, as a
     convolution's), ``bias`` and ``activation``, once per entry of ``calls`` (its other arguments:
     ``x``, and ``gate``, ``residual``, ``out`` where wanted), taking the weight's bf16 bits (or, at
-    ``precision`` ``"f32"``, its float32 values) once for them all."""
-    operand, done = bf16_operand(weight) if precision == "bf16" else (computable(weight).asnumpy(), None)
-    operand = operand.reshape(operand.shape[0], -1)
+    ``precision`` ``"f32"``, its float32 values; at ``"int8"``, its quantized rows where it has
+    them) once for them all."""
     bias = None if bias is None else computable(bias).asnumpy()
+    if precision == "int8" and (quantized := int8.operand(weight)) is not None:
+        return [int8.linear(weight=quantized, bias=bias, activation=activation, **call) for call in calls]
+    operand, done = bf16_operand(weight) if precision != "f32" else (computable(weight).asnumpy(), None)
+    operand = operand.reshape(operand.shape[0], -1)
     outs = [onednn.linear(weight=operand, bias=bias, activation=activation, **call) for call in calls]
     if done is not None:
         done()
@@ -200,8 +204,8 @@ def onednn_products(weight: Parameter, bias: Parameter | None, calls: list[dict[
 
 def use_onednn(network: nn.Cell, precision: str) -> None:
     """Switch every cell of ``network`` that has a oneDNN path (an ``onednn_path`` attribute) to it,
-    at ``precision``: ``"bf16"`` (bf16 matmul operands) or ``"f32"`` (float32 throughout); the norms
-    between the matmuls are float32 either way."""
+    at ``precision``: ``"bf16"`` (bf16 matmul operands), ``"int8"`` (the bf16 path with int8 linear
+    layers) or ``"f32"`` (float32 throughout); the norms between the matmuls are float32 each way."""
     for _, cell in network.cells_and_names():
         if hasattr(cell, "onednn_path"):
             cell.onednn_path = precision

@@ -484,12 +484,20 @@ _FUSED_ACTIVATIONS = {None: 0, "gelu_tanh": 1, "silu": 2}  # as linear.cpp numbe
 
 
 def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str | None,
-                  gate: np.ndarray | None, residual: np.ndarray | None, out: np.ndarray) -> bool:
+                  gate: np.ndarray | None, residual: np.ndarray | None, out: np.ndarray,
+                  scales: np.ndarray | None = None) -> bool:
     """``linear`` by the compiled AMX kernel (``native/linear.cpp``), which reads the weight as it is
     stored and applies the post-ops as it writes; False where it cannot run: not built, no AMX, K
-    or N not a multiple of 32, or operands it does not take (float32 weights, strided columns)."""
+    or N not a multiple of 32, or operands it does not take (float32 weights, strided columns).
+    With ``scales``, ``weight`` is int8 rows and these their scales, and the product is int8 (see
+    ``int8``; K a multiple of 64)."""
     compiled = native.library()
-    if compiled is None or not _has_amx() or activation not in _FUSED_ACTIVATIONS or weight.dtype != np.uint16:
+    int8 = scales is not None
+    if compiled is None or ("amx_int8" if int8 else "amx_bf16") not in _cpu_flags():
+        return False
+    if activation not in _FUSED_ACTIVATIONS:
+        return False
+    if weight.dtype != (np.int8 if int8 else np.uint16):
         return False
     kinds = (np.float32, np.uint16)
     if x.dtype not in kinds or out.dtype not in kinds or (residual is not None and residual.dtype != np.float32):
@@ -502,12 +510,14 @@ def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, ac
     def at(array: np.ndarray | None) -> int | None:
         return None if array is None else array.ctypes.data
 
-    status = compiled.zoo_linear(
-        _native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.strides[0] // x.itemsize, *x.shape,
-        weight.ctypes.data, weight.shape[0], at(bias), _FUSED_ACTIVATIONS[activation], at(gate), at(residual),
-        0 if residual is None else residual.strides[0] // 4, out.ctypes.data, int(out.dtype == np.uint16),
-        out.strides[0] // out.itemsize)
-    return status == 0
+    inputs = (_native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.strides[0] // x.itemsize, *x.shape,
+              weight.ctypes.data)
+    outputs = (weight.shape[0], at(bias), _FUSED_ACTIVATIONS[activation], at(gate), at(residual),
+               0 if residual is None else residual.strides[0] // 4, out.ctypes.data, int(out.dtype == np.uint16),
+               out.strides[0] // out.itemsize)
+    if int8:
+        return compiled.zoo_linear_int8(*inputs, np.ascontiguousarray(scales, np.float32).ctypes.data, *outputs) == 0
+    return compiled.zoo_linear(*inputs, *outputs) == 0
 
 
 QUERY_BLOCK = 512  # query rows per matmul: with keys and values packed once per head, blocks of 512 took
@@ -674,7 +684,8 @@ def row_norm_maxima(x: np.ndarray, heads: int) -> np.ndarray:
 # oneDNN's instruction-set caps ($ONEDNN_MAX_CPU_ISA), lowest first, and the CPU flag each first allows.
 _ISA_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
              "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX")
-_FLAG_CAPS = {"avx512f": "AVX512_CORE", "avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX512_CORE_AMX"}
+_FLAG_CAPS = {"avx512f": "AVX512_CORE", "avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX512_CORE_AMX",
+              "amx_int8": "AVX512_CORE_AMX"}
 
 
 @cache

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts import ComponentConfig
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+ComputeDtype = Literal["auto", "float32", "bfloat16", "float16", "int8"]  # int8: the transformer's, on CPU
 
 
 class PrecisionConfig(ComponentConfig):

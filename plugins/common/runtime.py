@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from plugins.common import native, onednn
+from plugins.common import int8, native, onednn
 from plugins.common.layers import use_onednn
 from plugins.common.precision import stored_of
 
@@ -23,8 +23,12 @@ def dispatch_synchronously_on_cpu() -> None:
 
 def compute_dtype(name: str) -> ms.dtype:
     """The dtype activations are held in: on CPU always float32 (a bf16 ``compute_dtype`` there
-    means bf16 matmuls with float32 sums, see ``apply_matmul_precision``); elsewhere ``auto`` is bfloat16."""
+    means bf16 matmuls with float32 sums, int8 int8 linear layers, see ``apply_matmul_precision``);
+    elsewhere ``auto`` is bfloat16."""
     on_cpu = ms.get_context("device_target") == "CPU"
+    if not on_cpu and name == "int8":
+        raise ValueError("compute_dtype='int8' is the CPU's int8 linear layers (AMX); use bfloat16 or auto "
+                         "on this device")
     if on_cpu and name == "float16":
         raise ValueError("compute_dtype='float16': MindSpore's CPU backend has no float16 batched matmul "
                          "kernels; use float32, bfloat16 or auto on CPU. To save memory, keep the weights "
@@ -38,11 +42,19 @@ def compute_dtype(name: str) -> ms.dtype:
 def apply_matmul_precision(name: str, network: nn.Cell, what: str, float32_on_onednn: bool = False) -> None:
     """Switch ``network``'s matmuls to bf16 on this CPU (``plugins.common.onednn``) where they should:
     when ``compute_dtype`` is bfloat16, or auto and most weights are held in 16 bits (bf16, or fp16
-    as the published LLaMA is: the precision the checkpoint was published in). Where the CPU
-    cannot, one line says so and float32 is used. Float32 runs on MindSpore's ops, or with
-    ``float32_on_onednn`` on oneDNN's float32 path where it can (see ``onednn.float32_unavailable``)."""
+    as the published LLaMA is: the precision the checkpoint was published in). ``int8`` is that
+    path with int8 linear layers (see ``int8``), where the CPU has AMX-INT8. Where the CPU cannot,
+    one line says so and the next precision down is used: bf16, then float32. Float32 runs on
+    MindSpore's ops, or with ``float32_on_onednn`` on oneDNN's float32 path where it can (see
+    ``onednn.float32_unavailable``)."""
     if ms.get_context("device_target") != "CPU":
         return
+    if name == "int8":
+        if (reason := int8.unavailable()) is None:
+            use_onednn(network, "int8")
+            return
+        _notice(f"{what}: computing in bf16, not int8: {reason}")
+        name = "bfloat16"
     if name == "bfloat16" or (name == "auto" and _mostly_half(network)):
         reason = onednn.bf16_unavailable()
         if reason is None:

@@ -42,4 +42,7 @@ def library() -> ctypes.CDLL | None:
     native.zoo_prepare_heads.restype = None
     native.zoo_linear.argtypes = [vp, vp, i32, i64, i32, i32, vp, i32, vp, i32, vp, vp, i64, vp, i32, i64]
     native.zoo_linear.restype = i32
+    native.zoo_linear_int8.argtypes = [vp, vp, i32, i64, i32, i32, vp, vp, i32, vp, i32, vp, vp, i64, vp, i32, i64]
+    native.zoo_linear_int8.restype = i32
+    native.zoo_quantize_rows.argtypes, native.zoo_quantize_rows.restype = [vp, vp, i32, i64, i32, i32, vp, vp], None
     return native

@@ -1,5 +1,6 @@
 // AMX tile helpers shared by the attention and linear kernels. Included after the including
-// file's target pragma (avx512f/bw/vl/dq/bf16, amx-tile, amx-bf16), which these need.
+// file's target pragma (avx512f/bw/vl/dq/bf16, amx-tile, amx-bf16, amx-int8 where int8 products
+// are used), which these need.
 
 #pragma once
 
@@ -51,17 +52,26 @@ inline void zero_block() {
     _tile_zero(3);
 }
 
-// Tiles 0-3 += a (32 rows of 32 bf16, `a_stride` bytes apart) times b (two tiles of 16 pairs by
-// 16 columns, the second at `b_right`, rows `b_stride` bytes apart).
+// Tiles 0-3 += a (32 rows of 64 bytes, `a_stride` bytes apart) times b (two tiles of 16 rows by
+// 16 columns of 4 bytes, the second at `b_right`, rows `b_stride` bytes apart): bf16 pairs into
+// float32 sums, or with INT8 signed byte quads into int32 sums.
+template <bool INT8 = false>
 inline void multiply_block(const void *a, long a_stride, const void *b, const void *b_right, long b_stride) {
     _tile_loadd(4, a, a_stride);
     _tile_loadd(5, static_cast<const char *>(a) + 16 * a_stride, a_stride);
     _tile_loadd(6, b, b_stride);
     _tile_loadd(7, b_right, b_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    if constexpr (INT8) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    } else {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
 }
 
 // Whether this process may use AMX tiles (Linux asks each process to request them), asked once.
