@@ -10,6 +10,7 @@ every machine.
 
 from __future__ import annotations
 
+import mindspore as ms
 import numpy as np
 import pydantic
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from plugins.common import int8, runtime
 from plugins.common.layers import Linear
-from plugins.common.precision import bf16_operand, narrow, to_float32
+from plugins.common.precision import QUANTIZED, bf16_operand, computable, narrow, stored_of, to_float32
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from tests.test_onednn import destination, paths, widened
 from tests.test_precision import call, inputs, load, reference_output
@@ -153,14 +154,17 @@ def test_without_amx_int8_it_says_so_once_and_computes_in_bf16(wide_folder, monk
 
 
 @needs_int8
-def test_int8_weights_are_quantized_once_and_lora_layers_stay_bf16(wide_folder):
+def test_int8_weights_are_quantized_once_in_place_of_their_storage(wide_folder):
     backbone = load(wide_folder, compute_dtype="int8")
     weight = backbone.network.transformer_blocks[0].ff.net[2].weight
+    bits = bf16_operand(weight)[0].copy()
     first = int8.operand(weight)
-    assert int8.operand(weight) is first
-    expected = int8.quantize_rows(bf16_operand(weight)[0])
+    expected = int8.quantize_rows(bits)
     np.testing.assert_array_equal(first[0], expected[0])
     np.testing.assert_array_equal(first[1], expected[1])
+    assert stored_of(weight).dtype == QUANTIZED and weight.dtype == ms.int8
+    assert np.shares_memory(int8.operand(weight)[0], stored_of(weight).array)  # no second quantization
+    np.testing.assert_array_equal(computable(weight).asnumpy(), expected[0] * expected[1][:, None])
     weight.adapters = ["an adapter"]
     assert int8.operand(weight) is None
 

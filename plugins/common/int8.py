@@ -18,7 +18,7 @@ import numpy as np
 from mindspore import Parameter
 
 from plugins.common import native, onednn
-from plugins.common.precision import bf16_operand
+from plugins.common.precision import QUANTIZED, Stored, bf16_operand, store, stored_of
 
 
 def unavailable() -> str | None:
@@ -50,19 +50,23 @@ def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def operand(param: Parameter) -> tuple[np.ndarray, np.ndarray] | None:
-    """``param`` (a weight ``[N, K...]``) quantized per output row, made once and kept on the
-    parameter; None where the kernel cannot take it (its shape, or LoRA adapters, which can change
-    between calls). A streamed weight's pages are dropped once it is quantized."""
+    """``param`` (a weight ``[N, K...]``) quantized per output row, and its rows' scales; None where
+    the kernel cannot take it (its shape, or LoRA adapters, which can change between calls).
+
+    Quantized once: the int8 rows then replace the parameter's storage (see ``precision``), so a
+    bf16 weight's memory (or a streamed one's pages) is given back and the weight costs half of
+    it from then on. Anything else that reads the parameter widens the int8 rows."""
     if getattr(param, "adapters", None) or not takes(param.shape):
         return None
-    kept = getattr(param, "int8_operand", None)
-    if kept is None:
+    stored = stored_of(param)
+    if stored is None or stored.dtype != QUANTIZED:
         bits, done = bf16_operand(param)
-        kept = quantize_rows(bits.reshape(bits.shape[0], -1))
+        rows, scales = quantize_rows(bits.reshape(bits.shape[0], -1))
         if done is not None:
             done()
-        param.int8_operand = kept
-    return kept
+        stored = Stored(rows.reshape(param.shape), QUANTIZED, scale=scales)
+        store(param, stored)
+    return stored.array.reshape(stored.array.shape[0], -1), stored.scale
 
 
 def linear(x: np.ndarray, weight: tuple[np.ndarray, np.ndarray], bias: np.ndarray | None = None,

@@ -13,7 +13,9 @@ at about 11 ns an element on CPU, 18x slower than numpy's shift of the bits
 (measured on 16M elements: 183 ms against 10 ms on 2 threads).
 
 fp8 weights (``F8_E4M3``, ``F8_E5M2``) are held as their bytes and decoded through a
-256-entry table (see ``fp8``), with ComfyUI's per-tensor scale where the file has one. A
+256-entry table (see ``fp8``), with ComfyUI's per-tensor scale where the file has one.
+Weights quantized for int8 matmuls (``int8``) are held as their int8 rows (``QUANTIZED``),
+each row with its own scale, in place of the storage they were made from. A
 parameter may also carry LoRA adapters (see ``lora``): ``computable`` adds each one's
 ``strength * up @ down`` to the widened weight, so the stored weights never change.
 """
@@ -41,17 +43,20 @@ FLOATS = {
     "F8_E5M2": (np.uint8, ms.float8_e5m2),
 }
 NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+QUANTIZED = "Q8"  # not a safetensors dtype: int8 rows quantized here, one scale per row (``int8``)
+_STORAGE = {**FLOATS, QUANTIZED: (np.int8, ms.int8)}
 _PARALLEL_ABOVE = 1 << 20  # elements; below this a thread pool costs more than it saves
 _REUSE_ABOVE = 1 << 22  # elements; larger widened weights go to one reused buffer (see _Arena)
 
 
 class Stored:
     """A parameter's values at their stored precision: ``array`` in ``dtype`` (a safetensors
-    dtype name), times ``scale`` when the checkpoint has one (ComfyUI's scaled fp8);
+    dtype name, or ``QUANTIZED``), times ``scale`` when the checkpoint has one (ComfyUI's scaled
+    fp8), or times its row's scale (``QUANTIZED``: ``scale`` one float32 per row);
     ``release`` (streamed weights) drops the array's pages after a use."""
 
     def __init__(self, array: np.ndarray, dtype: str, release: Callable[[], None] | None = None,
-                 scale: float | None = None) -> None:
+                 scale: float | np.ndarray | None = None) -> None:
         self.array, self.dtype, self.release, self.scale = array, dtype, release, scale
 
     @property
@@ -102,11 +107,16 @@ class _Arena:
 _ARENA = _Arena()
 
 
-def to_float32(array: np.ndarray, dtype: str, reuse: bool = False, scale: float | None = None) -> np.ndarray:
-    """``array``'s values as float32 (``dtype`` its safetensors dtype), times ``scale`` if given,
-    in a new array, or with ``reuse`` in a buffer that the next call may overwrite once this
-    result is dropped."""
+def to_float32(array: np.ndarray, dtype: str, reuse: bool = False, scale: float | np.ndarray | None = None
+               ) -> np.ndarray:
+    """``array``'s values as float32 (``dtype`` its safetensors dtype, or ``QUANTIZED``), times
+    ``scale`` if given (``QUANTIZED``: each row times its own), in a new array, or with ``reuse``
+    in a buffer that the next call may overwrite once this result is dropped."""
     out = _ARENA.take(array.shape) if reuse else np.empty(array.shape, np.float32)
+    if dtype == QUANTIZED:
+        rows, target = array.reshape(array.shape[0], -1), out.reshape(array.shape[0], -1)
+        _in_parallel(rows.shape[0], lambda s: np.multiply(rows[s], scale[s, None], out=target[s]))
+        return out
     source, target = array.reshape(-1), out.reshape(-1)
     if dtype in FP8:  # one table lookup per element, the scale folded into the table
         lookup = scaled_table(dtype, scale)
@@ -139,7 +149,7 @@ def narrow(array: np.ndarray, dtype: str) -> np.ndarray:
 
 def store(param: Parameter, stored: Stored) -> None:
     """Make ``stored`` the storage of ``param`` (shared, not copied), in its stored dtype."""
-    storage_dtype, ms_type = FLOATS[stored.dtype]
+    storage_dtype, ms_type = _STORAGE[stored.dtype]
     if stored.array.dtype != storage_dtype:
         raise TypeError(f"{param.name}: {stored.dtype} storage must be a {np.dtype(storage_dtype)} array, "
                         f"got {stored.array.dtype}")

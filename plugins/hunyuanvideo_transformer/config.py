@@ -19,7 +19,7 @@ class HunyuanVideoTransformerConfig(PrecisionConfig, AdapterConfig):
     The published 13B checkpoint is bf16 (26 GB): ``weight_dtype=auto`` keeps it so, and
     ``stream_weights=auto`` runs it from the mapped files where it does not fit in memory.
     ``compute_dtype="int8"`` computes its linear layers in int8 on a CPU with AMX-INT8 (weights
-    quantized per output once, kept beside the stored ones; activations per token as they go):
+    quantized per output when first used, held as int8 from then on; activations per token):
     about twice bf16's speed on those layers, further from float32 than bf16 (see ``int8``).
 
     Image-to-video variants: ``image_condition_type="latent_concat"`` (HunyuanVideo-I2V, 33
