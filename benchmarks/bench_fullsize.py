@@ -40,6 +40,7 @@ run in a fresh process, on the outputs saved so far or, where there are none, on
 inputs of the right shape (marked ``*``). Usage::
 
     GLOG_v=3 python benchmarks/bench_fullsize.py [--blocks full|small] [--folder DIR] [--keep]
+        [--diffusers-dtypes [float32] [bfloat16]] [--backbone-option compute_dtype=int8]
 
 ``--blocks small`` writes the same layout at the published widths with fewer blocks: the
 transformer with 1 dual + 1 single block (24 heads x 128; refiner, embedders and RoPE as
@@ -697,6 +698,8 @@ def run_ours(folder: Path, work: Path, args: argparse.Namespace) -> Result:
     command = [*zoo_command(), "generate", args.prompt, "--model", str(folder), "--height", str(args.height),
                "--width", str(args.width), "--frames", str(args.frames), "--steps", str(args.steps),
                "--out", str(work / "ours.mp4")]
+    for option in args.backbone_option:
+        command += ["--backbone-option", option]
     notes, stats_path = [], work / "ours-stats.json"
     if "--stats" in options:
         command += ["--stats", str(stats_path)]
@@ -1034,6 +1037,8 @@ def main() -> None:
     parser.add_argument("--diffusers-dtypes", nargs="*", default=["float32", "bfloat16"],
                         choices=("float32", "bfloat16", "float16"), help="one diffusers row each; none: skip")
     parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to ours' zoo generate (repeatable), e.g. compute_dtype=int8")
     parser.add_argument("--ours-stats", help="a stats file of an earlier `zoo generate --stats` to report "
                         "instead of running ours")
     parser.add_argument("--rss-limit", type=float, default=22.0,

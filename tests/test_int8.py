@@ -22,6 +22,7 @@ from plugins.common import int8, runtime
 from plugins.common.layers import Linear
 from plugins.common.precision import QUANTIZED, bf16_operand, computable, narrow, stored_of, to_float32
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
+from tests.test_lora import diffusers_with, draw_lora, write
 from tests.test_onednn import destination, paths, widened
 from tests.test_precision import call, inputs, load, reference_output
 from tests.test_transformer_parity import reference_model, tiny
@@ -167,6 +168,26 @@ def test_int8_weights_are_quantized_once_in_place_of_their_storage(wide_folder):
     np.testing.assert_array_equal(computable(weight).asnumpy(), expected[0] * expected[1][:, None])
     weight.adapters = ["an adapter"]
     assert int8.operand(weight) is None
+
+
+@needs_int8
+def test_lora_on_int8_weights(wide_folder, tmp_path):
+    """A LoRA loaded after the weights were quantized: its layers compute in bf16 on the int8
+    weights widened plus the adapters, the output stays as close to diffusers' as without it,
+    and removing it gives back the int8 output exactly."""
+    config, args = wide(), inputs(wide(), 4)
+    model = reference_model(config, 7).to(torch.bfloat16).float()
+    lora = draw_lora(model, np.random.default_rng(4), 0.5, 2)
+    write(lora, model, "peft", tmp_path / "lora.safetensors")
+    backbone = load(wide_folder, compute_dtype="int8")
+    plain = call(backbone, config, *args)
+    name = backbone.load_lora(tmp_path / "lora.safetensors", strength=0.8)
+    expected = reference_output(diffusers_with(model, [tmp_path / "lora.safetensors"], [0.8]), config, *args)
+    actual = call(backbone, config, *args)
+    assert np.abs(actual - expected).max() <= 5e-2 * max(1.0, float(np.abs(expected).max()))
+    assert not np.allclose(actual, plain)
+    backbone.adapters.remove(name)
+    np.testing.assert_array_equal(call(backbone, config, *args), plain)
 
 
 def test_only_the_transformer_takes_int8():
