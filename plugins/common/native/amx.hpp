@@ -20,13 +20,21 @@ struct TileConfig {
 
 // Every tile 16 rows of 64 bytes: float32 blocks 16 x 16, bf16 rows 16 x 32, and the second
 // operand of a product 16 pairs x 16 columns (the VNNI layout the products read).
-inline void configure_tiles() {
+constexpr TileConfig tile_config() {
     TileConfig config{};
     config.palette = 1;
     for (int t = 0; t < 8; ++t) {
         config.colsb[t] = 64;
         config.rows[t] = 16;
     }
+    return config;
+}
+
+// The configuration is constant data, not a local filled before the load: GCC 12 can drop a
+// local's stores as dead before _tile_loadconfig (seen in a test build, which then faulted on
+// the garbage it loaded).
+inline void configure_tiles() {
+    static constexpr TileConfig config = tile_config();
     _tile_loadconfig(&config);
 }
 
