@@ -109,6 +109,8 @@ def test_int8_linear_refuses_what_its_kernel_cannot_take():
     weight = (np.zeros((32, 96), np.int8), np.ones(32, np.float32))
     with pytest.raises(ValueError, match="K a multiple of 64 and N of 32"):
         int8.linear(np.zeros((4, 96), np.float32), weight)
+    with pytest.raises(ValueError, match="K a multiple of 64"):
+        int8.quantize_rows(np.zeros((4, 96), np.float32))
 
 
 def wide(**options) -> dict:

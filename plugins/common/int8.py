@@ -42,6 +42,11 @@ def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``x [M, K]`` (float32, or bf16 bits as ``uint16``; K a multiple of 64) as int8 and one
     float32 scale per row: ``rint(x * 127 / max|row|)``, ties to even, scale ``max|row| / 127``
     (1 for a row of zeros)."""
+    if x.ndim != 2 or x.shape[1] % 64 or x.dtype not in (np.float32, np.uint16):
+        raise ValueError(f"quantize_rows: expected [M, K] float32 or bf16 bits with K a multiple of 64, got "
+                         f"{x.dtype} {x.shape}")
+    if (reason := unavailable()) is not None:
+        raise RuntimeError(f"int8 quantization cannot run here: {reason}")
     x = np.ascontiguousarray(x)
     quantized, scales = np.empty(x.shape, np.int8), np.empty(x.shape[0], np.float32)
     native.library().zoo_quantize_rows(onednn._native_pool(), x.ctypes.data, int(x.dtype == np.float32), x.shape[1],
