@@ -23,7 +23,7 @@ from plugins.common.layers import Linear
 from plugins.common.precision import QUANTIZED, bf16_operand, computable, narrow, stored_of, to_float32
 from plugins.hunyuanvideo_text.config import LlamaEncoderConfig
 from tests.test_lora import diffusers_with, draw_lora, write
-from tests.test_onednn import destination, paths, widened
+from tests.test_onednn import destination, paths, post_ops, widened
 from tests.test_precision import call, inputs, load, reference_output
 from tests.test_transformer_parity import reference_model, tiny
 
@@ -70,12 +70,8 @@ def check_linear(rows, width, outputs, activation, gated, residual, bf16_in, out
     add = rng.standard_normal((rows, outputs)).astype(np.float32) if residual else None
     x_rows, x_scales = quantized(x)
     sums = x_rows.astype(np.int64) @ weight[0].T.astype(np.int64)
-    product = torch.from_numpy(sums * x_scales[:, None].astype(np.float64) * weight[1].astype(np.float64) + bias)
-    if activation == "gelu_tanh":
-        product = torch.nn.functional.gelu(product, approximate="tanh")
-    elif activation == "silu":
-        product = torch.nn.functional.silu(product)
-    expected = product.numpy() * (1.0 if gate is None else gate) + (0.0 if add is None else add)
+    product = sums * x_scales[:, None].astype(np.float64) * weight[1].astype(np.float64) + bias
+    expected = post_ops(product, activation, gate, add)
     target = None if out is None else destination(rng, rows, outputs, out == "bf16")
     actual = int8.linear(x, weight, bias, activation, gate, add, target)
     assert target is None or actual is target

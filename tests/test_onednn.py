@@ -80,6 +80,17 @@ def linear_kernel(request, monkeypatch):
     return request.param, spied(monkeypatch, request, "_fused_linear")
 
 
+def post_ops(product: np.ndarray, activation: str | None, gate: np.ndarray | None,
+             residual: np.ndarray | None) -> np.ndarray:
+    """``residual + gate * activation(product)`` in float64, each part where given, by PyTorch."""
+    out = torch.from_numpy(product.astype(np.float64))
+    if activation == "gelu_tanh":
+        out = torch.nn.functional.gelu(out, approximate="tanh")
+    elif activation == "silu":
+        out = torch.nn.functional.silu(out)
+    return out.numpy() * (1.0 if gate is None else gate) + (0.0 if residual is None else residual)
+
+
 def check_linear(linear_kernel, rows, width, outputs, bias, activation, gated, residual, bf16_in, out, seed):
     """``residual + gate * activation(x @ W.T + b)``, from float32 or bf16 input, into a new float32
     array or into strided float32 or bf16 rows."""
@@ -91,14 +102,8 @@ def check_linear(linear_kernel, rows, width, outputs, bias, activation, gated, r
     b = rng.standard_normal(outputs).astype(np.float32) if bias else None
     gate = rng.standard_normal(outputs).astype(np.float32) if gated else None
     add = rng.standard_normal((rows, outputs)).astype(np.float32) if residual else None
-    expected = torch.from_numpy(rounded(x) @ to_float32(weight, "BF16").T.astype(np.float64))
-    if b is not None:
-        expected += torch.from_numpy(b.astype(np.float64))
-    if activation == "gelu_tanh":
-        expected = torch.nn.functional.gelu(expected, approximate="tanh")
-    elif activation == "silu":
-        expected = torch.nn.functional.silu(expected)
-    expected = expected.numpy() * (1.0 if gate is None else gate) + (0.0 if add is None else add)
+    product = rounded(x) @ to_float32(weight, "BF16").T.astype(np.float64)
+    expected = post_ops(product if b is None else product + b, activation, gate, add)
     target = None if out is None else destination(rng, rows, outputs, out == "bf16")
     actual = onednn.linear(narrow(x, "BF16") if bf16_in else x, weight, b, activation, gate, add, target)
     assert target is None or actual is target

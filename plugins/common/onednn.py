@@ -493,7 +493,7 @@ def _fused_linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, ac
     ``int8``; K a multiple of 64)."""
     compiled = native.library()
     int8 = scales is not None
-    if compiled is None or ("amx_int8" if int8 else "amx_bf16") not in _cpu_flags():
+    if compiled is None or not ("amx_int8" in _cpu_flags() if int8 else _has_amx()):
         return False
     if activation not in _FUSED_ACTIVATIONS:
         return False

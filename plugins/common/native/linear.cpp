@@ -283,7 +283,7 @@ void run(Problem p, threadpool_iface &threads) {
 }
 
 // The product in passes of at most PASS_ROWS input rows (which bounds the laid-out copy).
-int run_passes(threadpool_iface &threads, Problem p) {
+void run_passes(threadpool_iface &threads, Problem p) {
     const int rows = p.rows;
     const char *x = static_cast<const char *>(p.x);
     char *out = static_cast<char *>(p.out);
@@ -295,7 +295,6 @@ int run_passes(threadpool_iface &threads, Problem p) {
         p.rows = std::min(PASS_ROWS, rows - first);
         run(p, threads);
     }
-    return 0;
 }
 
 }  // namespace
@@ -312,9 +311,10 @@ int zoo_linear(void *pool, const void *x, int x_f32, long x_stride, int rows, in
                int outputs, const float *bias, int activation, const float *gate, const float *residual,
                long residual_stride, void *out, int out_bf16, long out_stride) {
     if (width % 32 || outputs % 32 || rows <= 0 || !amx::ready()) return 1;
-    return run_passes(*static_cast<threadpool_iface *>(pool),
-                      Problem{x, x_f32 != 0, x_stride, rows, width, weight, nullptr, outputs, bias, gate, residual,
-                              activation, residual_stride, out, out_bf16 != 0, out_stride, nullptr});
+    run_passes(*static_cast<threadpool_iface *>(pool),
+               Problem{x, x_f32 != 0, x_stride, rows, width, weight, nullptr, outputs, bias, gate, residual,
+                       activation, residual_stride, out, out_bf16 != 0, out_stride, nullptr});
+    return 0;
 }
 
 // zoo_linear with the product in int8: w [outputs, width] int8, w_scales [outputs] its rows' scales
@@ -325,9 +325,10 @@ int zoo_linear_int8(void *pool, const void *x, int x_f32, long x_stride, int row
                     const float *weight_scales, int outputs, const float *bias, int activation, const float *gate,
                     const float *residual, long residual_stride, void *out, int out_bf16, long out_stride) {
     if (width % 64 || outputs % 32 || rows <= 0 || !amx::ready()) return 1;
-    return run_passes(*static_cast<threadpool_iface *>(pool),
-                      Problem{x, x_f32 != 0, x_stride, rows, width, weight, weight_scales, outputs, bias, gate,
-                              residual, activation, residual_stride, out, out_bf16 != 0, out_stride, nullptr});
+    run_passes(*static_cast<threadpool_iface *>(pool),
+               Problem{x, x_f32 != 0, x_stride, rows, width, weight, weight_scales, outputs, bias, gate,
+                       residual, activation, residual_stride, out, out_bf16 != 0, out_stride, nullptr});
+    return 0;
 }
 
 // Each of `rows` rows of x (float32 or bf16 bits, rows x_stride elements apart, width a multiple
